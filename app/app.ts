@@ -1,0 +1,35 @@
+/**
+ * The app factory: builds a Koa app from a Config and a session store, without listening, so tests
+ * can build as many apps as they like with settings of their own. app/server.ts is what listens.
+ */
+import Koa from 'koa';
+import type { Config } from '../config/index.ts';
+import { errorHandler } from './errors.ts';
+import { createHealthRoutes, type Lifecycle } from './health.ts';
+import type { Logger } from './logger.ts';
+import { createSessionRoutes } from './routes.ts';
+import { createSessionMiddleware } from './session/middleware.ts';
+import type { SessionStore } from './stores/store.ts';
+
+export interface AppDependencies {
+  readonly config: Config;
+  readonly store: SessionStore;
+  readonly logger: Logger;
+  /** Shared with the server entry, which flags the start of shutdown; tests may leave it out. */
+  readonly lifecycle?: Lifecycle;
+}
+
+export function createApp({ config, store, logger, lifecycle = { shuttingDown: false } }: AppDependencies): Koa {
+  // proxy: trust X-Forwarded-Proto/-For only when told a proxy is in front (TRUST_PROXY).
+  const app = new Koa({ proxy: config.http.trustProxy });
+  // errorHandler catches what the middleware throws; this logs what fails outside it (a broken response stream).
+  app.on('error', (error: unknown) => logger.error('response error', { err: error }));
+
+  const session = createSessionMiddleware(app, { config: config.session, store });
+  const routes = createSessionRoutes(session);
+
+  app.use(errorHandler(logger));
+  app.use(createHealthRoutes(store, lifecycle).routes());
+  app.use(routes.routes());
+  return app;
+}

@@ -1,0 +1,62 @@
+/**
+ * The session cookie's value: `<session id>.<issued at>.<signature>`.
+ *
+ * The signature is HMAC-SHA256 over the cookie name and the rest of the value, made with the first
+ * key; any key verifies, so keys can be rotated (put the new key first, keep the old one until its
+ * cookies are gone). Comparison is constant-time (crypto.timingSafeEqual). This replaces Koa's
+ * Keygrip-based `name.sig` cookie pair: one cookie instead of two, and one HMAC per request instead
+ * of Keygrip's HMAC-SHA1 plus a double-HMAC comparison (the benchmark in the README shows the gap).
+ *
+ * "Issued at" is when the session id was made (seconds, base 36). It is covered by the signature,
+ * so it can back an absolute session lifetime without storing anything more.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export interface SessionCookie {
+  readonly id: string;
+  /** Unix time in seconds when the id was issued. */
+  readonly issuedAt: number;
+  /** Which key verified it: 0 is the current one; more means the cookie should be re-signed. */
+  readonly keyIndex: number;
+}
+
+/** nanoid's default: 21 characters of A-Za-z0-9_- (126 random bits). */
+const SESSION_ID = /^[A-Za-z0-9_-]{21}$/;
+const COOKIE_VALUE = /^([A-Za-z0-9_-]{21})\.([0-9a-z]{1,8})\.([A-Za-z0-9_-]{43})$/;
+
+export class CookieSigner {
+  readonly #name: string;
+  readonly #keys: readonly Buffer[];
+
+  constructor(cookieName: string, keys: readonly string[]) {
+    if (keys.length === 0) throw new Error('CookieSigner needs at least one key');
+    this.#name = cookieName;
+    this.#keys = keys.map((key) => Buffer.from(key));
+  }
+
+  encode(id: string, issuedAt: number): string {
+    if (!SESSION_ID.test(id)) throw new Error('not a session id');
+    const payload = `${id}.${issuedAt.toString(36)}`;
+    return `${payload}.${this.#mac(0, payload)}`;
+  }
+
+  /** The cookie's session id if the value is well-formed and signed by one of the keys; else undefined. */
+  decode(value: string | undefined): SessionCookie | undefined {
+    if (value === undefined) return undefined;
+    const match = COOKIE_VALUE.exec(value);
+    if (match === null) return undefined;
+    const payload = `${match[1]}.${match[2]}`;
+    const signature = Buffer.from(match[3]);
+    for (let keyIndex = 0; keyIndex < this.#keys.length; keyIndex++) {
+      // Both sides are 43 ASCII characters (the regex guarantees it), as timingSafeEqual requires.
+      if (timingSafeEqual(signature, Buffer.from(this.#mac(keyIndex, payload)))) {
+        return { id: match[1], issuedAt: Number.parseInt(match[2], 36), keyIndex };
+      }
+    }
+    return undefined;
+  }
+
+  #mac(keyIndex: number, payload: string): string {
+    return createHmac('sha256', this.#keys[keyIndex]).update(`${this.#name}=${payload}`).digest('base64url');
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The one place where settings are read. Everything the app needs from its environment is parsed,
+ * validated and typed here, then frozen; app code receives a Config and never reads process.env.
+ * Every variable below is listed, with its default, in .env.example and in the README.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  ConfigError,
+  type Environment,
+  readBoolean,
+  readChoice,
+  readDuration,
+  readInteger,
+  readOptionalString,
+  readString,
+} from './parsers.ts';
+
+export { ConfigError, StartupError } from './parsers.ts';
+export { readEnvironment } from './environment.ts';
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const SESSION_STORES = ['memory', 'redis'] as const;
+export type SessionStoreKind = (typeof SESSION_STORES)[number];
+/** auto: Secure exactly when the request came over HTTPS (directly, or through a trusted proxy). */
+export const COOKIE_SECURE_MODES = ['auto', 'true', 'false'] as const;
+export type CookieSecureMode = (typeof COOKIE_SECURE_MODES)[number];
+export const SAME_SITE_VALUES = ['lax', 'strict', 'none'] as const;
+export type SameSite = (typeof SAME_SITE_VALUES)[number];
+
+export interface HttpConfig {
+  readonly host: string;
+  readonly port: number;
+  /** Trust X-Forwarded-Proto/-For from a reverse proxy (needed for Secure cookies behind TLS termination). */
+  readonly trustProxy: boolean;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+export interface CookieConfig {
+  readonly name: string;
+  readonly secure: CookieSecureMode;
+  readonly sameSite: SameSite;
+}
+
+export interface SessionConfig {
+  readonly store: SessionStoreKind;
+  /** Idle lifetime: a session lives this long after its last use. */
+  readonly maxAgeMs: number;
+  /** Absolute lifetime from creation, or null for none. */
+  readonly maxLifetimeMs: number | null;
+  /** Memory store only: the most sessions held before the least recently used is evicted. */
+  readonly maxEntries: number;
+  /** Cookie-signing keys: the first signs, every one verifies. */
+  readonly keys: readonly string[];
+  /** True when no SESSION_KEYS were given and a random key was made for this process (development only). */
+  readonly keysAreEphemeral: boolean;
+  readonly cookie: CookieConfig;
+}
+
+export interface RedisConfig {
+  readonly url: string;
+  readonly keyPrefix: string;
+  readonly connectTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+}
+
+export interface Config {
+  readonly production: boolean;
+  readonly http: HttpConfig;
+  readonly log: { readonly level: LogLevel };
+  readonly session: SessionConfig;
+  readonly redis: RedisConfig;
+}
+
+const MIN_PRODUCTION_KEY_LENGTH = 32;
+/** RFC 6265 cookie-name characters (an HTTP token). */
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function readSessionKeys(env: Environment, production: boolean): Pick<SessionConfig, 'keys' | 'keysAreEphemeral'> {
+  const value = readOptionalString(env, 'SESSION_KEYS');
+  if (value === undefined) {
+    if (production) {
+      throw new ConfigError('SESSION_KEYS', '', `required when NODE_ENV=production: comma-separated keys of at least ${MIN_PRODUCTION_KEY_LENGTH} characters`);
+    }
+    return { keys: [randomBytes(32).toString('base64url')], keysAreEphemeral: true };
+  }
+  const keys = value.split(',').map((key) => key.trim());
+  // Keys are secrets: the error names their lengths, never their text.
+  const redacted = `<${keys.length} key(s) of ${keys.map((key) => key.length).join(', ')} characters>`;
+  if (keys.some((key) => key === '')) {
+    throw new ConfigError('SESSION_KEYS', redacted, 'comma-separated keys, none of them empty');
+  }
+  if (production && keys.some((key) => key.length < MIN_PRODUCTION_KEY_LENGTH)) {
+    throw new ConfigError('SESSION_KEYS', redacted, `every key at least ${MIN_PRODUCTION_KEY_LENGTH} characters when NODE_ENV=production`);
+  }
+  return { keys, keysAreEphemeral: false };
+}
+
+function readCookie(env: Environment): CookieConfig {
+  const name = readString(env, 'SESSION_COOKIE_NAME', 'sid');
+  if (!COOKIE_NAME.test(name)) {
+    throw new ConfigError('SESSION_COOKIE_NAME', name, 'a cookie name: letters, digits and !#$%&\'*+-.^_`|~');
+  }
+  const secure = readChoice(env, 'SESSION_COOKIE_SECURE', 'auto', COOKIE_SECURE_MODES);
+  const sameSite = readChoice(env, 'SESSION_COOKIE_SAMESITE', 'lax', SAME_SITE_VALUES);
+  if (sameSite === 'none' && secure !== 'true') {
+    // Browsers drop SameSite=None cookies that are not Secure, so this pair could never work.
+    throw new ConfigError('SESSION_COOKIE_SAMESITE', 'none', 'none only together with SESSION_COOKIE_SECURE=true');
+  }
+  return { name, secure, sameSite };
+}
+
+/** The URL with its password hidden, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*):[^@/]*@/, '//$1:***@');
+}
+
+function readRedis(env: Environment): RedisConfig {
+  const url = readString(env, 'REDIS_URL', 'redis://127.0.0.1:6379');
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !['redis:', 'rediss:'].includes(parsed.protocol) || !parsed.hostname || !/^(\/\d*)?$/.test(parsed.pathname)) {
+    throw new ConfigError('REDIS_URL', redactUrl(url), 'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS');
+  }
+  return {
+    url,
+    keyPrefix: readString(env, 'REDIS_KEY_PREFIX', 'sess:'),
+    connectTimeoutMs: readDuration(env, 'REDIS_CONNECT_TIMEOUT', 5_000),
+    commandTimeoutMs: readDuration(env, 'REDIS_COMMAND_TIMEOUT', 1_000),
+  };
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const child of Object.values(value)) {
+    if (child !== null && typeof child === 'object') deepFreeze(child);
+  }
+  return Object.freeze(value);
+}
+
+/** Parses and validates every setting; throws ConfigError on the first bad one. */
+export function loadConfig(env: Environment): Config {
+  const production = env.NODE_ENV === 'production';
+  const config: Config = {
+    production,
+    http: {
+      host: readString(env, 'HOST', '127.0.0.1'),
+      port: readInteger(env, 'PORT', 8199, 0, 65_535),
+      trustProxy: readBoolean(env, 'TRUST_PROXY', false),
+      headersTimeoutMs: readDuration(env, 'HTTP_HEADERS_TIMEOUT', 10_000),
+      requestTimeoutMs: readDuration(env, 'HTTP_REQUEST_TIMEOUT', 30_000),
+      keepAliveTimeoutMs: readDuration(env, 'HTTP_KEEP_ALIVE_TIMEOUT', 5_000),
+      shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 5_000),
+    },
+    log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS) },
+    session: {
+      store: readChoice(env, 'SESSION_STORE', 'memory', SESSION_STORES),
+      maxAgeMs: readDuration(env, 'SESSION_MAX_AGE', 60_000),
+      maxLifetimeMs: readDuration(env, 'SESSION_MAX_LIFETIME', null),
+      maxEntries: readInteger(env, 'SESSION_MAX_ENTRIES', 100_000, 1, 100_000_000),
+      ...readSessionKeys(env, production),
+      cookie: readCookie(env),
+    },
+    redis: readRedis(env),
+  };
+  if (config.http.requestTimeoutMs < config.http.headersTimeoutMs) {
+    // Node refuses a request timeout shorter than the headers timeout.
+    throw new ConfigError('HTTP_REQUEST_TIMEOUT', `${config.http.requestTimeoutMs}ms`, `at least HTTP_HEADERS_TIMEOUT (${config.http.headersTimeoutMs}ms)`);
+  }
+  return deepFreeze(config);
+}

@@ -1,0 +1,82 @@
+/**
+ * Parsers for single environment variables. Each one either returns a typed value or throws a
+ * ConfigError that names the variable, the value it got and what would have been accepted, so the
+ * server can stop with one readable line instead of a stack trace.
+ */
+
+/** An error that stops start-up with its message as the one line printed: no stack trace. */
+export class StartupError extends Error {
+  readonly variable: string;
+
+  constructor(variable: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StartupError';
+    this.variable = variable;
+  }
+}
+
+export class ConfigError extends StartupError {
+  constructor(variable: string, value: string, allowed: string) {
+    super(variable, `${variable}=${JSON.stringify(value)} is not allowed: ${allowed}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/** The raw value, or undefined when the variable is unset or blank (a blank line in .env means "default"). */
+function raw(env: Environment, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export function readString(env: Environment, name: string, fallback: string): string {
+  return raw(env, name) ?? fallback;
+}
+
+export function readOptionalString(env: Environment, name: string): string | undefined {
+  return raw(env, name);
+}
+
+export function readInteger(env: Environment, name: string, fallback: number, min: number, max: number): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const number = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(number) || number < min || number > max) {
+    throw new ConfigError(name, value, `a whole number from ${min} to ${max}`);
+  }
+  return number;
+}
+
+export function readBoolean(env: Environment, name: string, fallback: boolean): boolean {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (/^(true|1|yes)$/i.test(value)) return true;
+  if (/^(false|0|no)$/i.test(value)) return false;
+  throw new ConfigError(name, value, 'true or false');
+}
+
+export function readChoice<T extends string>(env: Environment, name: string, fallback: T, choices: readonly T[]): T {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const choice = choices.find((candidate) => candidate === value.toLowerCase());
+  if (choice === undefined) throw new ConfigError(name, value, `one of ${choices.join(', ')}`);
+  return choice;
+}
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** Longer than this would overflow the timers and Redis TTLs built on it; a year is plenty for a session. */
+const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
+const DURATION_HELP = 'a duration of at least 1 ms and at most 365d: milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)';
+
+/** Milliseconds from "60000", "250ms", "90s", "1m", "2h" or "7d". */
+export function readDuration(env: Environment, name: string, fallback: number): number;
+export function readDuration(env: Environment, name: string, fallback: null): number | null;
+export function readDuration(env: Environment, name: string, fallback: number | null): number | null {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const match = /^(\d+)(ms|s|m|h|d)?$/i.exec(value);
+  const ms = match ? Number(match[1]) * DURATION_UNITS_MS[(match[2] ?? 'ms').toLowerCase()] : Number.NaN;
+  if (!(ms >= 1 && ms <= MAX_DURATION_MS)) throw new ConfigError(name, value, DURATION_HELP);
+  return ms;
+}
