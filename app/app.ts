@@ -5,7 +5,7 @@
 import Koa from 'koa';
 import type { Config } from '../config/index.ts';
 import { errorHandler } from './errors.ts';
-import { createHealthRoutes, type Lifecycle } from './health.ts';
+import { closeConnectionsOnShutdown, createHealthRoutes, type Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
 import { createSessionRoutes } from './routes.ts';
 import { createSessionMiddleware } from './session/middleware.ts';
@@ -28,6 +28,7 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
   const session = createSessionMiddleware(app, { config: config.session, store });
   const routes = createSessionRoutes(session);
 
+  app.use(closeConnectionsOnShutdown(lifecycle));
   app.use(errorHandler(logger));
   app.use(createHealthRoutes(store, lifecycle).routes());
   app.use(routes.routes());

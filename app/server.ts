@@ -45,7 +45,8 @@ async function main(): Promise<void> {
   );
 
   server.on('error', (error: NodeJS.ErrnoException) => {
-    exitWithStartupError(new StartupError('PORT', `cannot listen on ${http.host}:${http.port}: ${error.code ?? error.message}`));
+    const reason = error.code === 'EADDRINUSE' ? 'EADDRINUSE, the port is taken' : (error.code ?? error.message);
+    exitWithStartupError(new StartupError('PORT', `PORT=${http.port} HOST=${http.host}: cannot listen (${reason})`));
   });
   server.listen(http.port, http.host);
   await once(server, 'listening');

@@ -1,0 +1,105 @@
+/**
+ * Every bad setting stops the real server before it listens: a non-zero exit, one line on stderr
+ * that names the variable, the value and what is allowed, and no stack trace.
+ */
+import { createServer } from 'node:net';
+import { once } from 'node:events';
+import test from 'ava';
+import { loadConfig } from '../config/index.ts';
+import { spawnServer } from './helpers/process.ts';
+import { TEST_KEY } from './helpers/app.ts';
+
+interface BadSetting {
+  readonly env: Record<string, string>;
+  readonly variable: string;
+  /** What the line must show of the value (secrets are described, never echoed). */
+  readonly shows: string;
+  readonly allowed: RegExp;
+}
+
+const BAD_SETTINGS: Record<string, BadSetting> = {
+  'PORT not a number': { env: { PORT: 'http' }, variable: 'PORT', shows: '"http"', allowed: /0 to 65535/ },
+  'PORT negative': { env: { PORT: '-1' }, variable: 'PORT', shows: '"-1"', allowed: /0 to 65535/ },
+  'PORT out of range': { env: { PORT: '65536' }, variable: 'PORT', shows: '"65536"', allowed: /0 to 65535/ },
+  'SESSION_MAX_AGE not a duration': { env: { SESSION_MAX_AGE: 'soon' }, variable: 'SESSION_MAX_AGE', shows: '"soon"', allowed: /90s, 1m, 2h/ },
+  'SESSION_MAX_AGE negative': { env: { SESSION_MAX_AGE: '-5s' }, variable: 'SESSION_MAX_AGE', shows: '"-5s"', allowed: /at least 1 ms/ },
+  'SESSION_MAX_AGE zero': { env: { SESSION_MAX_AGE: '0' }, variable: 'SESSION_MAX_AGE', shows: '"0"', allowed: /at least 1 ms/ },
+  'SESSION_MAX_AGE unknown unit': { env: { SESSION_MAX_AGE: '3w' }, variable: 'SESSION_MAX_AGE', shows: '"3w"', allowed: /ms, s, m, h or d/ },
+  'SESSION_MAX_AGE too long': { env: { SESSION_MAX_AGE: '400d' }, variable: 'SESSION_MAX_AGE', shows: '"400d"', allowed: /365d/ },
+  'SESSION_MAX_LIFETIME not a duration': { env: { SESSION_MAX_LIFETIME: '1 hour' }, variable: 'SESSION_MAX_LIFETIME', shows: '"1 hour"', allowed: /duration/ },
+  'SESSION_MAX_ENTRIES zero': { env: { SESSION_MAX_ENTRIES: '0' }, variable: 'SESSION_MAX_ENTRIES', shows: '"0"', allowed: /1 to 100000000/ },
+  'SESSION_MAX_ENTRIES fractional': { env: { SESSION_MAX_ENTRIES: '1.5' }, variable: 'SESSION_MAX_ENTRIES', shows: '"1.5"', allowed: /whole number/ },
+  'SESSION_STORE unknown': { env: { SESSION_STORE: 'mongo' }, variable: 'SESSION_STORE', shows: '"mongo"', allowed: /memory, redis/ },
+  'SESSION_KEYS missing in production': { env: { NODE_ENV: 'production', SESSION_KEYS: '' }, variable: 'SESSION_KEYS', shows: '""', allowed: /required when NODE_ENV=production/ },
+  'SESSION_KEYS too short in production': { env: { NODE_ENV: 'production', SESSION_KEYS: `${TEST_KEY},short` }, variable: 'SESSION_KEYS', shows: '2 key(s) of 41, 5 characters', allowed: /at least 32 characters/ },
+  'SESSION_KEYS with an empty key': { env: { SESSION_KEYS: `${TEST_KEY},` }, variable: 'SESSION_KEYS', shows: '2 key(s) of 41, 0 characters', allowed: /none of them empty/ },
+  'SESSION_COOKIE_NAME with a space': { env: { SESSION_COOKIE_NAME: 'my session' }, variable: 'SESSION_COOKIE_NAME', shows: '"my session"', allowed: /cookie name/ },
+  'SESSION_COOKIE_SECURE unknown': { env: { SESSION_COOKIE_SECURE: 'maybe' }, variable: 'SESSION_COOKIE_SECURE', shows: '"maybe"', allowed: /auto, true, false/ },
+  'SESSION_COOKIE_SAMESITE unknown': { env: { SESSION_COOKIE_SAMESITE: 'loose' }, variable: 'SESSION_COOKIE_SAMESITE', shows: '"loose"', allowed: /lax, strict, none/ },
+  'SESSION_COOKIE_SAMESITE none without Secure': { env: { SESSION_COOKIE_SAMESITE: 'none' }, variable: 'SESSION_COOKIE_SAMESITE', shows: '"none"', allowed: /SESSION_COOKIE_SECURE=true/ },
+  'TRUST_PROXY not a boolean': { env: { TRUST_PROXY: 'perhaps' }, variable: 'TRUST_PROXY', shows: '"perhaps"', allowed: /true or false/ },
+  'LOG_LEVEL unknown': { env: { LOG_LEVEL: 'verbose' }, variable: 'LOG_LEVEL', shows: '"verbose"', allowed: /debug, info, warn, error, silent/ },
+  'HTTP_HEADERS_TIMEOUT not a duration': { env: { HTTP_HEADERS_TIMEOUT: 'never' }, variable: 'HTTP_HEADERS_TIMEOUT', shows: '"never"', allowed: /duration/ },
+  'HTTP_REQUEST_TIMEOUT below the headers timeout': { env: { HTTP_HEADERS_TIMEOUT: '10s', HTTP_REQUEST_TIMEOUT: '5s' }, variable: 'HTTP_REQUEST_TIMEOUT', shows: '"5000ms"', allowed: /at least HTTP_HEADERS_TIMEOUT/ },
+  'HTTP_KEEP_ALIVE_TIMEOUT zero': { env: { HTTP_KEEP_ALIVE_TIMEOUT: '0' }, variable: 'HTTP_KEEP_ALIVE_TIMEOUT', shows: '"0"', allowed: /at least 1 ms/ },
+  'SHUTDOWN_TIMEOUT not a duration': { env: { SHUTDOWN_TIMEOUT: 'later' }, variable: 'SHUTDOWN_TIMEOUT', shows: '"later"', allowed: /duration/ },
+  'REDIS_URL not a Redis URL': { env: { REDIS_URL: 'http://user:hunter2@cache:6379' }, variable: 'REDIS_URL', shows: '"http://user:***@cache:6379"', allowed: /redis:\/\// },
+  'REDIS_CONNECT_TIMEOUT not a duration': { env: { REDIS_CONNECT_TIMEOUT: 'fast' }, variable: 'REDIS_CONNECT_TIMEOUT', shows: '"fast"', allowed: /duration/ },
+  'REDIS_COMMAND_TIMEOUT not a duration': { env: { REDIS_COMMAND_TIMEOUT: '-1' }, variable: 'REDIS_COMMAND_TIMEOUT', shows: '"-1"', allowed: /duration/ },
+};
+
+function assertOneLineNoStack(t: { is: Function; regex: Function; notRegex: Function }, stderr: string) {
+  t.is(stderr.trimEnd().split('\n').length, 1, `exactly one line: ${stderr}`);
+  t.notRegex(stderr, /^\s+at /m, 'no stack trace');
+}
+
+for (const [name, bad] of Object.entries(BAD_SETTINGS)) {
+  test(`start-up stops on ${name}`, async (t) => {
+    const server = spawnServer({ SESSION_KEYS: TEST_KEY, ...bad.env });
+    const code = await server.exited;
+    t.not(code, 0, 'non-zero exit');
+    const stderr = server.stderr();
+    assertOneLineNoStack(t, stderr);
+    t.true(stderr.includes(`${bad.variable}=`) || stderr.includes(`${bad.variable} `), `names ${bad.variable}: ${stderr}`);
+    t.true(stderr.includes(bad.shows), `shows the value ${bad.shows}: ${stderr}`);
+    t.regex(stderr, bad.allowed, 'says what is allowed');
+    t.notRegex(stderr, /hunter2/, 'never prints a password');
+    t.is(server.stdout(), '', 'nothing was served or logged');
+  });
+}
+
+test('start-up stops when the port is taken, naming it', async (t) => {
+  const blocker = createServer().listen(0, '127.0.0.1');
+  await once(blocker, 'listening');
+  t.teardown(() => blocker.close());
+  const { port } = blocker.address() as { port: number };
+  const server = spawnServer({ SESSION_KEYS: TEST_KEY, PORT: String(port) });
+  t.not(await server.exited, 0);
+  assertOneLineNoStack(t, server.stderr());
+  t.regex(server.stderr(), new RegExp(`PORT.*${port}.*EADDRINUSE`));
+});
+
+test('defaults: the seed\'s port and one-minute max age, memory store, safe cookie settings', (t) => {
+  const config = loadConfig({});
+  t.is(config.http.port, 8199);
+  t.is(config.http.host, '127.0.0.1');
+  t.is(config.session.maxAgeMs, 60_000);
+  t.is(config.session.maxLifetimeMs, null);
+  t.is(config.session.store, 'memory');
+  t.is(config.session.maxEntries, 100_000);
+  t.true(config.session.keysAreEphemeral);
+  t.deepEqual(config.session.cookie, { name: 'sid', secure: 'auto', sameSite: 'lax' });
+  t.true(Object.isFrozen(config) && Object.isFrozen(config.session.cookie), 'frozen all the way down');
+});
+
+test('durations accept milliseconds and units; keys split on commas', (t) => {
+  const parse = (value: string) => loadConfig({ SESSION_MAX_AGE: value }).session.maxAgeMs;
+  t.is(parse('1500'), 1_500);
+  t.is(parse('250ms'), 250);
+  t.is(parse('90s'), 90_000);
+  t.is(parse('1m'), 60_000);
+  t.is(parse('2h'), 7_200_000);
+  t.is(parse('1d'), 86_400_000);
+  t.is(parse(' 2M '), 120_000, 'trimmed, unit case-insensitive');
+  t.deepEqual(loadConfig({ SESSION_KEYS: 'a, b' }).session.keys, ['a', 'b']);
+});

@@ -1,0 +1,135 @@
+/**
+ * The session cookie: its attributes, and that no cookie the server did not issue is ever adopted.
+ * Every hostile cookie must get a 200, an empty session, and (on /set) a fresh id.
+ */
+import { createHmac } from 'node:crypto';
+import test from 'ava';
+import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+import { appForTest, TEST_KEY } from './helpers/app.ts';
+
+function sign(key: string, name: string, payload: string): string {
+  return createHmac('sha256', key).update(`${name}=${payload}`).digest('base64url');
+}
+
+test('the cookie is HttpOnly, SameSite=Lax, Path=/, has no Expires, and is not Secure over plain HTTP', async (t) => {
+  const app = await appForTest(t);
+  const [cookie] = (await new Browser(app.url).request('/set')).setCookies;
+  t.regex(cookie, /^sid=[A-Za-z0-9_-]{21}\.[0-9a-z]+\.[A-Za-z0-9_-]{43}; /);
+  t.regex(cookie, /; httponly/i);
+  t.regex(cookie, /; samesite=lax/i);
+  t.regex(cookie, /; path=\//i);
+  t.notRegex(cookie, /expires|max-age/i, 'a browser-session cookie: the server decides expiry');
+  t.notRegex(cookie, /; secure/i);
+});
+
+test('cookie name and SameSite come from the settings', async (t) => {
+  const app = await appForTest(t, { SESSION_COOKIE_NAME: 'app_session', SESSION_COOKIE_SAMESITE: 'strict' });
+  const [cookie] = (await new Browser(app.url).request('/set')).setCookies;
+  t.regex(cookie, /^app_session=/);
+  t.regex(cookie, /; samesite=strict/i);
+});
+
+test('behind a trusted TLS proxy the cookie is Secure (SESSION_COOKIE_SECURE=auto)', async (t) => {
+  const app = await appForTest(t, { TRUST_PROXY: 'true' });
+  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } })).setCookies;
+  t.regex(cookie, /; secure/i);
+});
+
+test('X-Forwarded-Proto from an untrusted client does not make the cookie Secure', async (t) => {
+  const app = await appForTest(t);
+  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } })).setCookies;
+  t.notRegex(cookie, /; secure/i);
+});
+
+test('SESSION_COOKIE_SECURE=true marks the cookie Secure even when the proxy sends no header', async (t) => {
+  const app = await appForTest(t, { SESSION_COOKIE_SECURE: 'true' });
+  const browser = new Browser(app.url);
+  const set = await browser.request('/set');
+  t.is(set.status, 200);
+  t.regex(set.setCookies[0], /; secure/i);
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+});
+
+async function establishedCookie(url: string): Promise<string> {
+  const browser = new Browser(url);
+  await browser.request('/set');
+  return browser.cookies.get('sid')!;
+}
+
+const hostileCookies: Record<string, (good: string) => string> = {
+  'tampered signature': (good) => good.slice(0, -2) + (good.endsWith('AA') ? 'BB' : 'AA'),
+  'tampered id': (good) => (good[0] === 'a' ? 'b' : 'a') + good.slice(1),
+  'tampered issue time': (good) => good.replace(/\.([0-9a-z]+)\./, (_, issued: string) => `.${(Number.parseInt(issued, 36) + 1).toString(36)}.`),
+  unsigned: (good) => sessionIdOf(good)!,
+  'signed with another key': (good) => {
+    const [id, issued] = good.split('.');
+    return `${id}.${issued}.${sign('some-other-key-0123456789abcdefghijkl', 'sid', `${id}.${issued}`)}`;
+  },
+  'koa default name.sig pair': (good) => `${sessionIdOf(good)}; sid.sig=${good.split('.')[2]}`,
+  garbage: () => '%%%;;==\u00ff',
+  empty: () => '',
+  huge: () => 'x'.repeat(7_000),
+  '__proto__ id': () => '__proto__',
+};
+
+for (const [kind, makeCookie] of Object.entries(hostileCookies)) {
+  test(`hostile cookie (${kind}): a fresh, empty session and a 200`, async (t) => {
+    const app = await appForTest(t);
+    const good = await establishedCookie(app.url);
+    const hostile = makeCookie(good);
+    const headers = { cookie: `sid=${hostile}` };
+    const attacker = new Browser(app.url);
+
+    const get = await attacker.request('/get', { headers });
+    t.is(get.status, 200);
+    t.is(get.body, '{}');
+
+    const set = await attacker.request('/set', { headers });
+    t.is(set.status, 200);
+    const issued = sessionIdOf(cookieValue(set.setCookies, 'sid'));
+    t.truthy(issued, 'a new session cookie is issued');
+    t.not(issued, sessionIdOf(hostile), 'the id the client offered is never adopted');
+    t.not(issued, sessionIdOf(good));
+  });
+}
+
+test('a correctly signed cookie for an id the store does not know is not adopted', async (t) => {
+  const app = await appForTest(t);
+  for (const id of ['AAAAAAAAAAAAAAAAAAAAA', '__proto__AAAAAAAAAAAA', 'constructorAAAAAAAAAA']) {
+    const payload = `${id}.${Math.floor(Date.now() / 1000).toString(36)}`;
+    const forged = `${payload}.${sign(TEST_KEY, 'sid', payload)}`;
+    const browser = new Browser(app.url);
+    t.is((await browser.request('/get', { headers: { cookie: `sid=${forged}` } })).body, '{}');
+    const set = await browser.request('/set', { headers: { cookie: `sid=${forged}` } });
+    t.not(sessionIdOf(cookieValue(set.setCookies, 'sid')), id, `${id} is not adopted`);
+  }
+});
+
+test('key rotation: a cookie signed with an older key still works and is re-signed with the new key', async (t) => {
+  const oldKey = 'old-signing-key-0123456789abcdefghijklmn';
+  const newKey = 'new-signing-key-0123456789abcdefghijklmn';
+  const store = (await appForTest(t, { SESSION_KEYS: oldKey })).store;
+  const before = await appForTest(t, { SESSION_KEYS: oldKey }, { store, keepStore: true });
+  const browser = new Browser(before.url);
+  await browser.request('/set');
+  const oldCookie = browser.cookies.get('sid')!;
+
+  const after = await appForTest(t, { SESSION_KEYS: `${newKey},${oldKey}` }, { store, keepStore: true });
+  const rotated = new Browser(after.url);
+  rotated.cookies.set('sid', oldCookie);
+  const get = await rotated.request('/get');
+  t.deepEqual(Object.keys(JSON.parse(get.body)), ['time'], 'the old cookie still opens the session');
+  const resigned = cookieValue(get.setCookies, 'sid');
+  t.truthy(resigned, 'the cookie is re-signed');
+  t.is(sessionIdOf(resigned), sessionIdOf(oldCookie), 'same session id');
+  const [id, issued, signature] = resigned!.split('.');
+  t.is(signature, sign(newKey, 'sid', `${id}.${issued}`), 'signed with the first (new) key');
+
+  const newOnly = await appForTest(t, { SESSION_KEYS: newKey }, { store, keepStore: true });
+  const later = new Browser(newOnly.url);
+  later.cookies.set('sid', resigned!);
+  t.deepEqual(Object.keys(await later.json('/get')), ['time'], 'the re-signed cookie works once the old key is retired');
+  const stale = new Browser(newOnly.url);
+  stale.cookies.set('sid', oldCookie);
+  t.deepEqual(await stale.json('/get'), {}, 'a cookie signed only by a retired key is refused');
+});

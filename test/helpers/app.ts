@@ -1,0 +1,73 @@
+/**
+ * Builds and serves a real app on an ephemeral loopback port, with settings of the test's own,
+ * exactly as app/server.ts does (minus signals). Logs are kept in memory for assertions.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { createApp } from '../../app/app.ts';
+import type { Lifecycle } from '../../app/lifecycle.ts';
+import { createLogger } from '../../app/logger.ts';
+import { createStore } from '../../app/stores/index.ts';
+import type { SessionStore } from '../../app/stores/store.ts';
+import { type Config, loadConfig } from '../../config/index.ts';
+
+/** A 40-character key, valid even under NODE_ENV=production. */
+export const TEST_KEY = 'test-signing-key-0123456789abcdefghijklmn';
+
+export interface RunningApp {
+  readonly url: string;
+  readonly config: Config;
+  readonly store: SessionStore;
+  readonly lifecycle: Lifecycle;
+  /** Parsed log lines written so far. */
+  readonly logs: Array<Record<string, unknown>>;
+  /** The raw log text, for checks such as "no session id appears". */
+  readonly logText: () => string;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Use this store instead of building one from the settings (e.g. to share one between two apps). */
+  readonly store?: SessionStore;
+  /** Keep the store open on close (when the test passes its own). */
+  readonly keepStore?: boolean;
+}
+
+export async function startApp(env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningApp> {
+  const config = loadConfig({ SESSION_KEYS: TEST_KEY, LOG_LEVEL: 'debug', ...env });
+  const store = options.store ?? (await createStore(config));
+  const lines: string[] = [];
+  const logger = createLogger(config.log.level, (line) => lines.push(line));
+  const lifecycle: Lifecycle = { shuttingDown: false };
+  const app = createApp({ config, store, logger, lifecycle });
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    config,
+    store,
+    lifecycle,
+    get logs() {
+      return lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    },
+    logText: () => lines.join(''),
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+      if (!options.keepStore) await store.close();
+    },
+  };
+}
+
+/** startApp, closed when the test ends. */
+export async function appForTest(
+  t: { teardown(fn: () => Promise<void>): void },
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<RunningApp> {
+  const running = await startApp(env, options);
+  t.teardown(() => running.close());
+  return running;
+}

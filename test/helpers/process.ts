@@ -1,0 +1,54 @@
+/**
+ * Runs the real server entry (app/server.ts) as a child process, the way `npm start` does, in an
+ * empty working directory so that a developer's own .env never leaks into a test.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SERVER_ENTRY = fileURLToPath(new URL('../../app/server.ts', import.meta.url));
+const TSX = import.meta.resolve('tsx');
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** Resolves with the exit code (or the signal name) when the process ends. */
+  readonly exited: Promise<number | string>;
+}
+
+/** Only what a server needs from the parent environment, plus the test's own settings. */
+function environment(env: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', ...env };
+}
+
+export function spawnServer(env: Record<string, string>): ServerProcess {
+  const child = spawn(process.execPath, ['--import', TSX, SERVER_ENTRY], {
+    cwd: mkdtempSync(join(tmpdir(), 'koa-session-test-')),
+    env: environment(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Starts the server and waits for its "listening" log line; returns its base URL. */
+export async function startServerProcess(env: Record<string, string>, timeoutMs = 20_000): Promise<ServerProcess & { url: string }> {
+  const server = spawnServer({ PORT: '0', ...env });
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const match = /"url":"(http:\/\/[^"]+)"/.exec(server.stdout());
+    if (match) return { ...server, url: match[1] };
+    const early = await Promise.race([server.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 25))]);
+    if (early !== undefined) throw new Error(`server exited (${early}) before listening: ${server.stderr()}${server.stdout()}`);
+  }
+  server.child.kill('SIGKILL');
+  throw new Error(`server did not start within ${timeoutMs} ms: ${server.stderr()}${server.stdout()}`);
+}

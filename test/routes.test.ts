@@ -1,0 +1,96 @@
+/** The three routes answer every HTTP method, with the right bodies and content types. */
+import test from 'ava';
+import { Browser, cookieValue } from './helpers/browser.ts';
+import { appForTest } from './helpers/app.ts';
+
+// Every method fetch may send; TRACE, TRACK and CONNECT are refused by fetch itself.
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PURGE'] as const;
+
+for (const method of METHODS) {
+  test(`${method} /set, /get and /del`, async (t) => {
+    const app = await appForTest(t);
+    const browser = new Browser(app.url);
+
+    const set = await browser.request('/set', { method });
+    t.is(set.status, 200);
+    t.is(set.body, 'ok');
+
+    const get = await browser.request('/get', { method });
+    t.is(get.status, 200);
+    t.regex(get.headers.get('content-type') ?? '', /^application\/json/);
+    t.deepEqual(Object.keys(JSON.parse(get.body)), ['time']);
+
+    const del = await browser.request('/del', { method });
+    t.is(del.status, 200);
+    t.is(del.body, 'ok');
+    t.deepEqual(JSON.parse((await browser.request('/get', { method })).body), {});
+  });
+}
+
+test('HEAD answers like GET without a body', async (t) => {
+  const app = await appForTest(t);
+  const browser = new Browser(app.url);
+  t.is((await browser.request('/set', { method: 'HEAD' })).status, 200);
+  const head = await browser.request('/get', { method: 'HEAD' });
+  t.is(head.status, 200);
+  t.is(head.body, '');
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'HEAD /set stored the time');
+});
+
+test('/get without a session answers {} as JSON and sets no cookie', async (t) => {
+  const app = await appForTest(t);
+  const answer = await new Browser(app.url).request('/get');
+  t.is(answer.status, 200);
+  t.regex(answer.headers.get('content-type') ?? '', /^application\/json/);
+  t.is(answer.body, '{}');
+  t.deepEqual(answer.setCookies, [], 'an empty session is never stored nor sent');
+});
+
+test('/get never shows koa-session internals', async (t) => {
+  const app = await appForTest(t);
+  const browser = new Browser(app.url);
+  await browser.request('/set');
+  const body = (await browser.request('/get')).body;
+  t.notRegex(body, /_expire|_maxAge|_session/);
+});
+
+test('/del destroys the session in the store and clears the cookie; replaying the old cookie gives {}', async (t) => {
+  const app = await appForTest(t);
+  const browser = new Browser(app.url);
+  await browser.request('/set');
+  const oldCookie = browser.cookieHeader;
+  t.truthy(oldCookie);
+  t.is((await app.store.health()).sessions, 1);
+
+  const del = await browser.request('/del');
+  t.is(del.body, 'ok');
+  t.is(cookieValue(del.setCookies, 'sid'), '', 'the cookie is cleared');
+  t.regex(del.setCookies[0], /expires=Thu, 01 Jan 1970/i);
+  t.is((await app.store.health()).sessions, 0, 'the stored session is gone');
+
+  const replay = new Browser(app.url);
+  const answer = await replay.request('/get', { headers: { cookie: oldCookie! } });
+  t.is(answer.status, 200);
+  t.is(answer.body, '{}');
+});
+
+test('responses that touch a session are not cacheable; unknown paths are 404 without a session', async (t) => {
+  const app = await appForTest(t);
+  const browser = new Browser(app.url);
+  for (const path of ['/set', '/get', '/del']) {
+    t.is((await browser.request(path)).headers.get('cache-control'), 'no-store', path);
+  }
+  const missing = await browser.request('/nope');
+  t.is(missing.status, 404);
+  t.deepEqual(missing.setCookies, []);
+});
+
+test('a second /set on the same session does not re-send the cookie', async (t) => {
+  const app = await appForTest(t);
+  const browser = new Browser(app.url);
+  t.is((await browser.request('/set')).setCookies.length, 1);
+  await new Promise((resolve) => setTimeout(resolve, 1_100)); // let the stored time change
+  const again = await browser.request('/set');
+  t.is(again.body, 'ok');
+  t.deepEqual(again.setCookies, [], 'same id, same cookie: nothing to send');
+});
