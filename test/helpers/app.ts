@@ -35,9 +35,9 @@ export interface StartOptions {
 
 export async function startApp(env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningApp> {
   const config = loadConfig({ SESSION_KEYS: TEST_KEY, LOG_LEVEL: 'debug', ...env });
-  const store = options.store ?? (await createStore(config));
   const lines: string[] = [];
   const logger = createLogger(config.log.level, (line) => lines.push(line));
+  const store = options.store ?? (await createStore(config, logger));
   const lifecycle: Lifecycle = { shuttingDown: false };
   const app = createApp({ config, store, logger, lifecycle });
   const server = app.listen(0, '127.0.0.1');

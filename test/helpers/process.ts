@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,13 +40,36 @@ export function spawnServer(env: Record<string, string>): ServerProcess {
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
-/** Starts the server and waits for its "listening" log line; returns its base URL. */
+/** A port that was free a moment ago (for servers whose logs are too quiet to announce theirs). */
+export async function freePort(): Promise<number> {
+  const probe = createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+async function answersHealthz(url: string): Promise<boolean> {
+  try {
+    return (await fetch(`${url}/healthz`)).status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts the server and waits until it is ready: by its "listening" log line, or, when LOG_LEVEL
+ * hides that line, by /healthz answering on a port chosen beforehand. Returns its base URL.
+ */
 export async function startServerProcess(env: Record<string, string>, timeoutMs = 20_000): Promise<ServerProcess & { url: string }> {
-  const server = spawnServer({ PORT: '0', ...env });
+  const quiet = env.LOG_LEVEL !== undefined && !['debug', 'info'].includes(env.LOG_LEVEL);
+  const port = env.PORT ?? (quiet ? String(await freePort()) : '0');
+  const server = spawnServer({ ...env, PORT: port });
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const match = /"url":"(http:\/\/[^"]+)"/.exec(server.stdout());
     if (match) return { ...server, url: match[1] };
+    if (quiet && (await answersHealthz(`http://127.0.0.1:${port}`))) return { ...server, url: `http://127.0.0.1:${port}` };
     const early = await Promise.race([server.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 25))]);
     if (early !== undefined) throw new Error(`server exited (${early}) before listening: ${server.stderr()}${server.stdout()}`);
   }
