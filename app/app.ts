@@ -7,6 +7,7 @@ import type { Config } from '../config/index.ts';
 import { errorHandler } from './errors.ts';
 import { closeConnectionsOnShutdown, createHealthRoutes, type Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
+import { requestLog } from './request-log.ts';
 import { createSessionRoutes } from './routes.ts';
 import { createSessionMiddleware } from './session/middleware.ts';
 import type { SessionStore } from './stores/store.ts';
@@ -28,6 +29,7 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
   const session = createSessionMiddleware(app, { config: config.session, store });
   const routes = createSessionRoutes(session);
 
+  app.use(requestLog(logger));
   app.use(closeConnectionsOnShutdown(lifecycle));
   app.use(errorHandler(logger));
   app.use(createHealthRoutes(store, lifecycle).routes());

@@ -4,6 +4,7 @@
  * traffic drains away, or while the store is unreachable; it never touches a session), and asks
  * keep-alive clients to reconnect elsewhere during shutdown.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { SessionStore } from './stores/store.ts';
@@ -14,13 +15,27 @@ export interface Lifecycle {
 }
 
 export function createHealthRoutes(store: SessionStore, lifecycle: Lifecycle): Router {
+  // Event-loop delay since the previous /healthz: the soak test reads it, operators can graph it.
+  const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
+  eventLoopDelay.enable();
   const router = new Router();
   router.get('/healthz', async (ctx) => {
     const health = await store.health();
     const ok = health.ok && !lifecycle.shuttingDown;
+    const memory = process.memoryUsage();
     ctx.status = ok ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { status: ok ? 'ok' : lifecycle.shuttingDown ? 'shutting down' : 'store unavailable', store: { kind: store.kind, ...health } };
+    ctx.body = {
+      status: ok ? 'ok' : lifecycle.shuttingDown ? 'shutting down' : 'store unavailable',
+      store: { kind: store.kind, ...health },
+      process: {
+        rssBytes: memory.rss,
+        heapUsedBytes: memory.heapUsed,
+        eventLoopDelayP99Ms: Math.round(eventLoopDelay.percentile(99) / 1e4) / 100,
+        eventLoopDelayMaxMs: Math.round(eventLoopDelay.max / 1e4) / 100,
+      },
+    };
+    eventLoopDelay.reset();
   });
   return router;
 }

@@ -7,6 +7,8 @@ import type { LogLevel } from '../config/index.ts';
 export type LogFields = Record<string, unknown>;
 type Method = (message: string, fields?: LogFields) => void;
 export interface Logger {
+  /** Whether lines at this level are written (lets hot paths skip building them). */
+  readonly enabled: (level: Exclude<LogLevel, 'silent'>) => boolean;
   readonly debug: Method;
   readonly info: Method;
   readonly warn: Method;
@@ -30,5 +32,11 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
       write(`${JSON.stringify(entry)}\n`);
     };
   };
-  return { debug: method('debug'), info: method('info'), warn: method('warn'), error: method('error') };
+  return {
+    enabled: (name) => SEVERITY[name] >= threshold,
+    debug: method('debug'),
+    info: method('info'),
+    warn: method('warn'),
+    error: method('error'),
+  };
 }

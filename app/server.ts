@@ -3,9 +3,9 @@
  * down gracefully on SIGTERM or SIGINT. The only module that listens or handles signals.
  */
 import { once } from 'node:events';
-import { createServer } from 'node:http';
 import { type Config, loadConfig, readEnvironment, StartupError } from '../config/index.ts';
 import { createApp } from './app.ts';
+import { createHttpServer } from './http-server.ts';
 import { createLogger } from './logger.ts';
 import { createStore } from './stores/index.ts';
 
@@ -32,17 +32,7 @@ async function main(): Promise<void> {
   const lifecycle = { shuttingDown: false };
   const app = createApp({ config, store, logger, lifecycle });
   const { http } = config;
-  const server = createServer(
-    {
-      // Slow or stalled clients are cut off: 408 when headers or the whole request take too long.
-      headersTimeout: http.headersTimeoutMs,
-      requestTimeout: http.requestTimeoutMs,
-      keepAliveTimeout: http.keepAliveTimeoutMs,
-      // How often Node checks those timeouts (its default of 30 s would let them overrun by that much).
-      connectionsCheckingInterval: Math.min(1_000, http.headersTimeoutMs),
-    },
-    app.callback(),
-  );
+  const server = createHttpServer(app, http);
 
   server.on('error', (error: NodeJS.ErrnoException) => {
     const reason = error.code === 'EADDRINUSE' ? 'EADDRINUSE, the port is taken' : (error.code ?? error.message);

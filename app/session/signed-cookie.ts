@@ -11,6 +11,7 @@
  * so it can back an absolute session lifetime without storing anything more.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { ownCopy } from '../strings.ts';
 
 export interface SessionCookie {
   readonly id: string;
@@ -24,9 +25,19 @@ export interface SessionCookie {
 const SESSION_ID = /^[A-Za-z0-9_-]{21}$/;
 const COOKIE_VALUE = /^([A-Za-z0-9_-]{21})\.([0-9a-z]{1,8})\.([A-Za-z0-9_-]{43})$/;
 
+/**
+ * How many recently verified cookie values are remembered. An HMAC is the largest single cost of
+ * reading a session; a returning client skips it. Only values that passed verification are kept
+ * (so garbage cannot fill it), they are looked up by their whole text (a lookup reveals nothing about
+ * a guess that differs from a cookie the server issued), and the oldest is dropped past the limit:
+ * ~2.5 MB at most.
+ */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 export class CookieSigner {
   readonly #name: string;
   readonly #keys: readonly Buffer[];
+  readonly #verified = new Map<string, SessionCookie>();
 
   constructor(cookieName: string, keys: readonly string[]) {
     if (keys.length === 0) throw new Error('CookieSigner needs at least one key');
@@ -43,6 +54,17 @@ export class CookieSigner {
   /** The cookie's session id if the value is well-formed and signed by one of the keys; else undefined. */
   decode(value: string | undefined): SessionCookie | undefined {
     if (value === undefined) return undefined;
+    const known = this.#verified.get(value);
+    if (known !== undefined) return known;
+    const cookie = this.#verify(value);
+    if (cookie !== undefined) {
+      if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
+      this.#verified.set(ownCopy(value), cookie); // not a slice of the request's Cookie header
+    }
+    return cookie;
+  }
+
+  #verify(value: string): SessionCookie | undefined {
     const match = COOKIE_VALUE.exec(value);
     if (match === null) return undefined;
     const payload = `${match[1]}.${match[2]}`;

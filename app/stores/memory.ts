@@ -7,6 +7,7 @@
  * Each entry keeps a serialized copy, so no request ever shares an object with the store or with
  * another request, exactly as with a networked store.
  */
+import { ownCopy } from '../strings.ts';
 import { idleLifetimeMs, type MaxAge, type SessionStore, type StoreHealth, type StoredSession } from './store.ts';
 
 export interface MemoryStoreOptions {
@@ -30,21 +31,10 @@ export interface MemoryStoreStats {
 }
 
 interface Entry {
-  /** The Map key, kept so that a touch re-inserts this string and not the caller's (see ownCopy). */
+  /** The Map key, kept so that a touch re-inserts this string and not the caller's (see strings.ts). */
   readonly key: string;
   readonly json: string;
   expiresAt: number;
-}
-
-/**
- * A flat copy of a string that shares no memory with the caller's. V8 builds concatenations and
- * JSON.stringify results as trees of pieces (nanoid's 21-character ids take ~300 bytes that way;
- * a short JSON value ~100), and a regex capture from a Cookie header is a slice that keeps the whole
- * header alive. Stored strings should cost their length and no more; a JSON round trip is exact for
- * every string. Measured: 509 bytes per session without it, under 200 with it (npm run bench).
- */
-function ownCopy(text: string): string {
-  return JSON.parse(JSON.stringify(text)) as string;
 }
 
 export class MemoryStore implements SessionStore {

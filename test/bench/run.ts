@@ -5,8 +5,9 @@
  *   - GET /get with a live session (the cookie of an earlier /set), and
  *   - GET /set without a cookie (every request creates a new session),
  * as a ratio to bare Koa measured in the same run, plus heap bytes per stored session (memory store).
+ * For reference it also measures koa-session's defaults (Keygrip cookies, a plain Map store).
  *
- * Options: --stores memory,redis  --duration 10  --connections 50  --rounds 3
+ * Options: --stores memory,redis  --duration 10  --connections 50  --rounds 3  --no-reference
  * Redis needs REDIS_URL (default redis://127.0.0.1:6379); the benchmark uses its own key prefix.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -22,6 +23,7 @@ const { values: options } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
     rounds: { type: 'string', default: '3' },
+    reference: { type: 'boolean', default: true },
   },
 });
 const stores = options.stores.split(',').map((store) => store.trim());
@@ -29,7 +31,7 @@ const duration = Number(options.duration);
 const connections = Number(options.connections);
 const rounds = Number(options.rounds);
 const SESSION_KEYS = 'bench-signing-key-0123456789abcdefghijklmnop';
-const BARE_SERVER = fileURLToPath(new URL('./bare-server.ts', import.meta.url));
+const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.meta.url));
 const HEAP_SCRIPT = fileURLToPath(new URL('./heap.ts', import.meta.url));
 
 interface Measurement {
@@ -46,9 +48,9 @@ async function load(url: string, headers: Record<string, string>, seconds: numbe
 
 async function liveSessionCookie(baseUrl: string): Promise<string> {
   const response = await fetch(`${baseUrl}/set`);
-  const cookie = response.headers.getSetCookie()[0];
-  if (!cookie) throw new Error(`${baseUrl}/set sent no cookie`);
-  return cookie.split(';')[0];
+  const cookies = response.headers.getSetCookie().map((cookie) => cookie.split(';')[0]);
+  if (cookies.length === 0) throw new Error(`${baseUrl}/set sent no cookie`);
+  return cookies.join('; ');
 }
 
 function median(values: readonly number[]): number {
@@ -63,8 +65,8 @@ interface Target {
   readonly cookie: string;
 }
 
-async function startBare(): Promise<ServerProcess & { url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', BARE_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startBaseline(kind: 'bare' | 'koa-session'): Promise<ServerProcess & { url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', BASELINE_SERVER, kind], { stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
   child.stdout.setEncoding('utf8');
   const url = await new Promise<string>((resolve, reject) => {
@@ -73,7 +75,7 @@ async function startBare(): Promise<ServerProcess & { url: string }> {
       const match = /"url":"([^"]+)"/.exec(stdout);
       if (match) resolve(match[1]);
     });
-    child.once('exit', (code) => reject(new Error(`bare server exited ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${kind} baseline server exited ${code}`)));
   });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? '')));
   return { child, url, stdout: () => stdout, stderr: () => '', exited };
@@ -81,8 +83,11 @@ async function startBare(): Promise<ServerProcess & { url: string }> {
 
 async function main(): Promise<void> {
   const targets: Target[] = [];
-  const bare = await startBare();
-  targets.push({ name: 'bare Koa', server: bare, cookie: '' });
+  targets.push({ name: 'bare Koa', server: await startBaseline('bare'), cookie: '' });
+  if (options.reference) {
+    const reference = await startBaseline('koa-session');
+    targets.push({ name: 'koa-session defaults + Map (reference)', server: reference, cookie: await liveSessionCookie(reference.url) });
+  }
   for (const store of stores) {
     const env: Record<string, string> = { SESSION_KEYS, LOG_LEVEL: 'warn', SESSION_STORE: store };
     if (store === 'redis') {

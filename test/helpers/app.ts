@@ -5,6 +5,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../../app/app.ts';
+import { createHttpServer } from '../../app/http-server.ts';
 import type { Lifecycle } from '../../app/lifecycle.ts';
 import { createLogger } from '../../app/logger.ts';
 import { createStore } from '../../app/stores/index.ts';
@@ -40,7 +41,7 @@ export async function startApp(env: Record<string, string> = {}, options: StartO
   const store = options.store ?? (await createStore(config, logger));
   const lifecycle: Lifecycle = { shuttingDown: false };
   const app = createApp({ config, store, logger, lifecycle });
-  const server = app.listen(0, '127.0.0.1');
+  const server = createHttpServer(app, config.http).listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   return {

@@ -1,0 +1,21 @@
+/**
+ * The Node HTTP server around the app, with the timeouts that protect it from slow or stalled
+ * clients (slowloris): a client that has not sent its headers within HTTP_HEADERS_TIMEOUT, or its
+ * whole request within HTTP_REQUEST_TIMEOUT, gets 408 and is disconnected, while others are served.
+ */
+import { createServer, type Server } from 'node:http';
+import type Koa from 'koa';
+import type { HttpConfig } from '../config/index.ts';
+
+export function createHttpServer(app: Koa, http: HttpConfig): Server {
+  return createServer(
+    {
+      headersTimeout: http.headersTimeoutMs,
+      requestTimeout: http.requestTimeoutMs,
+      keepAliveTimeout: http.keepAliveTimeoutMs,
+      // How often Node checks those timeouts; its default (30 s) would let them overrun by that much.
+      connectionsCheckingInterval: Math.min(1_000, http.headersTimeoutMs),
+    },
+    app.callback(),
+  );
+}

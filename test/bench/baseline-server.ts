@@ -1,0 +1,48 @@
+/**
+ * The benchmark's baselines, served like app/server.ts with the same three routes:
+ *   bare         Koa and @koa/router, no sessions: what the routes cost without them;
+ *   koa-session  koa-session's defaults (Keygrip-signed `name` + `name.sig` cookies) with a plain Map
+ *                store: what the usual setup costs, for reference.
+ */
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Router from '@koa/router';
+import Koa, { type Middleware } from 'koa';
+import createSession from 'koa-session';
+
+const kind = process.argv[2];
+const app = new Koa();
+let session: Middleware = (_ctx, next) => next();
+if (kind === 'koa-session') {
+  app.keys = ['baseline-signing-key-0123456789abcdefghijkl'];
+  const sessions = new Map<string, unknown>();
+  const store = {
+    get: async (id: string) => sessions.get(id),
+    set: async (id: string, value: unknown) => void sessions.set(id, value),
+    destroy: async (id: string) => void sessions.delete(id),
+  };
+  session = createSession({ store } as Parameters<typeof createSession>[0], app);
+} else if (kind !== 'bare') {
+  throw new Error('usage: baseline-server.ts bare|koa-session');
+}
+
+const router = new Router();
+router.all('/set', session, (ctx) => {
+  if (kind === 'koa-session') ctx.session.time = Math.floor(Date.now() / 1000);
+  ctx.body = 'ok';
+});
+router.all('/get', session, (ctx) => {
+  ctx.body = kind === 'koa-session' ? ctx.session.toJSON() : {};
+});
+router.all('/del', session, (ctx) => {
+  if (kind === 'koa-session') ctx.session = null;
+  ctx.body = 'ok';
+});
+app.use(router.routes());
+
+const server = createServer(app.callback()).listen(0, '127.0.0.1');
+await once(server, 'listening');
+const { port } = server.address() as AddressInfo;
+process.stdout.write(`${JSON.stringify({ msg: 'listening', url: `http://127.0.0.1:${port}` })}\n`);
+process.once('SIGTERM', () => server.close(() => process.exit(0)));
