@@ -2,13 +2,14 @@
  * The app factory: builds a Koa app from a Config and a session store, without listening, so tests
  * can build as many apps as they like with settings of their own. app/server.ts is what listens.
  */
+import Router from '@koa/router';
 import Koa from 'koa';
 import type { Config } from '../config/index.ts';
 import { errorHandler } from './errors.ts';
-import { closeConnectionsOnShutdown, createHealthRoutes, type Lifecycle } from './lifecycle.ts';
+import { addHealthRoute, closeConnectionsOnShutdown, type Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
 import { requestLog } from './request-log.ts';
-import { createSessionRoutes } from './routes.ts';
+import { addSessionRoutes } from './routes.ts';
 import { createSessionMiddleware } from './session/middleware.ts';
 import type { SessionStore } from './stores/store.ts';
 
@@ -26,13 +27,14 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
   // errorHandler catches what the middleware throws; this logs what fails outside it (a broken response stream).
   app.on('error', (error: unknown) => logger.error('response error', { err: error }));
 
-  const session = createSessionMiddleware(app, { config: config.session, store });
-  const routes = createSessionRoutes(session);
+  // One router for every route: one path match per request.
+  const router = new Router();
+  addHealthRoute(router, store, lifecycle);
+  addSessionRoutes(router, createSessionMiddleware(app, { config: config.session, store }));
 
-  app.use(requestLog(logger));
+  if (logger.enabled('info')) app.use(requestLog(logger));
   app.use(closeConnectionsOnShutdown(lifecycle));
   app.use(errorHandler(logger));
-  app.use(createHealthRoutes(store, lifecycle).routes());
-  app.use(routes.routes());
+  app.use(router.routes());
   return app;
 }

@@ -5,7 +5,7 @@
  * keep-alive clients to reconnect elsewhere during shutdown.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { SessionStore } from './stores/store.ts';
 
@@ -14,11 +14,10 @@ export interface Lifecycle {
   shuttingDown: boolean;
 }
 
-export function createHealthRoutes(store: SessionStore, lifecycle: Lifecycle): Router {
+export function addHealthRoute(router: Router, store: SessionStore, lifecycle: Lifecycle): void {
   // Event-loop delay since the previous /healthz: the soak test reads it, operators can graph it.
   const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
   eventLoopDelay.enable();
-  const router = new Router();
   router.get('/healthz', async (ctx) => {
     const health = await store.health();
     const ok = health.ok && !lifecycle.shuttingDown;
@@ -37,13 +36,12 @@ export function createHealthRoutes(store: SessionStore, lifecycle: Lifecycle): R
     };
     eventLoopDelay.reset();
   });
-  return router;
 }
 
 /** During shutdown, answers carry `Connection: close` so keep-alive clients move to another instance. */
 export function closeConnectionsOnShutdown(lifecycle: Lifecycle): Middleware {
-  return async function closeOnShutdown(ctx, next) {
+  return function closeOnShutdown(ctx, next) {
     if (lifecycle.shuttingDown) ctx.set('Connection', 'close');
-    await next();
+    return next();
   };
 }

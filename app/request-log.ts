@@ -10,8 +10,8 @@ import type { Logger } from './logger.ts';
 
 const INCOMING_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Mount only when info is enabled (app.ts checks), so quieter levels cost nothing per request. */
 export function requestLog(logger: Logger): Middleware {
-  if (!logger.enabled('info')) return (_ctx, next) => next();
   return async function logRequest(ctx, next) {
     const started = process.hrtime.bigint();
     const incoming = ctx.get('X-Request-Id');

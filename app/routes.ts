@@ -3,12 +3,10 @@
  * every HTTP method. Only these routes pass through the session middleware, so other paths (404s,
  * a health check) never touch the store.
  */
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 
-export function createSessionRoutes(session: Middleware): Router {
-  const router = new Router();
-
+export function addSessionRoutes(router: Router, session: Middleware): void {
   router.all('/set', session, (ctx) => {
     ctx.session.time = Math.floor(Date.now() / 1000); // Unix time in seconds, as gtime.Timestamp()
     ctx.body = 'ok';
@@ -23,6 +21,4 @@ export function createSessionRoutes(session: Middleware): Router {
     ctx.session = null; // koa-session deletes the stored session and clears the cookie
     ctx.body = 'ok';
   });
-
-  return router;
 }

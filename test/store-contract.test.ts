@@ -4,11 +4,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { createLogger } from '../app/logger.ts';
 import { MemoryStore } from '../app/stores/memory.ts';
-import { RedisStore } from '../app/stores/redis.ts';
 import type { SessionStore } from '../app/stores/store.ts';
-import { deleteKeysWithPrefix, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import { openTestRedisStore, redisTest } from './helpers/redis.ts';
 
 const test = anyTest as TestFn;
 const DEFAULT_MAX_AGE_MS = 600;
@@ -32,22 +30,8 @@ const STORES: StoreUnderTest[] = [
     name: 'redis',
     test: redisTest(test),
     async open() {
-      const keyPrefix = uniquePrefix();
-      const store = await RedisStore.connect({
-        url: REDIS_URL!,
-        keyPrefix,
-        defaultMaxAgeMs: DEFAULT_MAX_AGE_MS,
-        connectTimeoutMs: 5_000,
-        commandTimeoutMs: 2_000,
-        logger: createLogger('silent'),
-      });
-      return {
-        store,
-        async cleanUp() {
-          await store.close();
-          await deleteKeysWithPrefix(keyPrefix);
-        },
-      };
+      const { store, close } = await openTestRedisStore(DEFAULT_MAX_AGE_MS);
+      return { store, cleanUp: close };
     },
   },
 ];

@@ -6,10 +6,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import fc from 'fast-check';
-import { createLogger } from '../app/logger.ts';
 import { MemoryStore } from '../app/stores/memory.ts';
-import { RedisStore } from '../app/stores/redis.ts';
-import { deleteKeysWithPrefix, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import { openTestRedisStore, redisTest } from './helpers/redis.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 0) || undefined;
 // Few ids, so that sequences keep coming back to the same sessions.
@@ -150,15 +148,7 @@ const redisCommand: fc.Arbitrary<Command> = fc.oneof(
 redisTest(test)('redis store matches the model with real short TTLs: expiry, sliding refresh, copies', async (t) => {
   await fc.assert(
     fc.asyncProperty(fc.array(redisCommand, { maxLength: 14 }), async (commands) => {
-      const keyPrefix = uniquePrefix();
-      const store = await RedisStore.connect({
-        url: REDIS_URL!,
-        keyPrefix,
-        defaultMaxAgeMs: TTL_MS,
-        connectTimeoutMs: 5_000,
-        commandTimeoutMs: 2_000,
-        logger: createLogger('silent'),
-      });
+      const { store, close } = await openTestRedisStore(TTL_MS);
       // Keys used since the last pause are alive; a pause of 3 TTLs kills every other key.
       const model = new Map<string, unknown>();
       try {
@@ -186,8 +176,7 @@ redisTest(test)('redis store matches the model with real short TTLs: expiry, sli
         }
         return true;
       } finally {
-        await store.close();
-        await deleteKeysWithPrefix(keyPrefix);
+        await close();
       }
     }),
     { numRuns: RUNS ?? 15 },

@@ -84,9 +84,9 @@ export function createSessionMiddleware(app: Koa, { config, store, now = Date.no
     app,
   );
 
-  return async function sessionMiddleware(ctx, next) {
+  return function sessionMiddleware(ctx, next) {
     // A response that reads or writes a session is personal: no shared or browser cache may keep it.
     ctx.set('Cache-Control', 'no-store');
-    await session(ctx, next);
+    return session(ctx, next);
   };
 }

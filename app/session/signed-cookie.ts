@@ -56,10 +56,13 @@ export class CookieSigner {
     if (value === undefined) return undefined;
     const known = this.#verified.get(value);
     if (known !== undefined) return known;
-    const cookie = this.#verify(value);
+    if (!COOKIE_VALUE.test(value)) return undefined;
+    // Work on a copy: what is cached must not be a slice that keeps the request's Cookie header alive.
+    const own = ownCopy(value);
+    const cookie = this.#verify(own);
     if (cookie !== undefined) {
       if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
-      this.#verified.set(ownCopy(value), cookie); // not a slice of the request's Cookie header
+      this.#verified.set(own, cookie);
     }
     return cookie;
   }

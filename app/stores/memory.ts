@@ -45,7 +45,7 @@ export class MemoryStore implements SessionStore {
   readonly #sweepBatchSize: number;
   readonly #now: () => number;
   readonly #sweepTimer: NodeJS.Timeout;
-  #sweepCursor: MapIterator<[string, Entry]> | undefined;
+  #sweepCursor: MapIterator<Entry> | undefined;
   #sweepStep: NodeJS.Immediate | undefined;
   #hits = 0;
   #misses = 0;
@@ -55,7 +55,7 @@ export class MemoryStore implements SessionStore {
   constructor(options: MemoryStoreOptions) {
     this.#defaultMaxAgeMs = options.defaultMaxAgeMs;
     this.#maxEntries = options.maxEntries;
-    this.#sweepBatchSize = options.sweepBatchSize ?? 10_000;
+    this.#sweepBatchSize = options.sweepBatchSize ?? 5_000;
     this.#now = options.now ?? Date.now;
     // unref: a pending sweep never keeps the process alive.
     this.#sweepTimer = setInterval(() => this.#startSweep(), options.sweepIntervalMs ?? 5_000).unref();
@@ -143,7 +143,7 @@ export class MemoryStore implements SessionStore {
    */
   #startSweep(): void {
     if (this.#sweepCursor) return; // a pass is already under way
-    this.#sweepCursor = this.#entries.entries();
+    this.#sweepCursor = this.#entries.values(); // values carry their key: no [key, value] pair per step
     this.#sweepBatch();
   }
 
@@ -158,8 +158,7 @@ export class MemoryStore implements SessionStore {
         this.#sweepCursor = undefined;
         return;
       }
-      const [id, entry] = next.value;
-      this.#dropIfExpired(id, entry, now);
+      this.#dropIfExpired(next.value.key, next.value, now);
     }
     this.#sweepStep = setImmediate(() => this.#sweepBatch()).unref();
   }

@@ -9,6 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Implementation, TestFn } from 'ava';
 import { createClient } from 'redis';
+import { createLogger } from '../../app/logger.ts';
+import { RedisStore } from '../../app/stores/redis.ts';
 import { freePort } from './process.ts';
 
 export const REDIS_URL = process.env.REDIS_URL;
@@ -23,6 +25,26 @@ export function redisTest(test: TestFn): TestFn {
 
 export function uniquePrefix(): string {
   return `test:${randomUUID()}:`;
+}
+
+/** A RedisStore on REDIS_URL under a fresh prefix; close() also deletes every key it made. */
+export async function openTestRedisStore(defaultMaxAgeMs: number): Promise<{ store: RedisStore; close(): Promise<void> }> {
+  const keyPrefix = uniquePrefix();
+  const store = await RedisStore.connect({
+    url: REDIS_URL!,
+    keyPrefix,
+    defaultMaxAgeMs,
+    connectTimeoutMs: 5_000,
+    commandTimeoutMs: 2_000,
+    logger: createLogger('silent'),
+  });
+  return {
+    store,
+    async close() {
+      await store.close();
+      await deleteKeysWithPrefix(keyPrefix);
+    },
+  };
 }
 
 function plainClient(url: string) {
