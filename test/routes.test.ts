@@ -94,3 +94,23 @@ test('a second /set on the same session does not re-send the cookie', async (t) 
   t.is(again.body, 'ok');
   t.deepEqual(again.setCookies, [], 'same id, same cookie: nothing to send');
 });
+
+test('TRACE, which fetch refuses to send, is answered too', async (t) => {
+  const app = await appForTest(t);
+  const { request } = await import('node:http');
+  const trace = (path: string, cookie?: string) =>
+    new Promise<{ status: number; body: string; cookie?: string }>((resolve, reject) => {
+      const req = request(`${app.url}${path}`, { method: 'TRACE', headers: cookie ? { cookie } : {} }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, cookie: res.headers['set-cookie']?.[0]?.split(';')[0] }));
+      });
+      req.on('error', reject).end();
+    });
+  const set = await trace('/set');
+  t.is(set.status, 200);
+  t.is(set.body, 'ok');
+  t.deepEqual(Object.keys(JSON.parse((await trace('/get', set.cookie)).body)), ['time']);
+  t.is((await trace('/del', set.cookie)).body, 'ok');
+  t.is((await trace('/get', set.cookie)).body, '{}');
+});

@@ -4,7 +4,7 @@
  * reports requests, errors, wrong answers, heap and RSS over time, and the event-loop delay while the
  * sweep works.
  *
- * Options: --duration 360 (s)  --store memory|redis  --cap 1000000  --max-age 150s  --concurrency 16
+ * Options: --duration 600 (s)  --store memory|redis  --cap 1000000  --max-age 300s  --concurrency 16
  */
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -12,10 +12,10 @@ import { runSoak, type Sample } from './soak.ts';
 
 const { values } = parseArgs({
   options: {
-    duration: { type: 'string', default: '360' },
+    duration: { type: 'string', default: '600' },
     store: { type: 'string', default: 'memory' },
     cap: { type: 'string', default: '1000000' },
-    'max-age': { type: 'string', default: '150s' },
+    'max-age': { type: 'string', default: '300s' },
     concurrency: { type: 'string', default: '16' },
   },
 });
