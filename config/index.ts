@@ -20,8 +20,8 @@ export { readEnvironment } from './environment.ts';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const SESSION_STORES = ['memory', 'redis'] as const;
-export type SessionStoreKind = (typeof SESSION_STORES)[number];
+export const STORE_KINDS = ['memory', 'redis'] as const;
+export type SessionStoreKind = (typeof STORE_KINDS)[number];
 /** auto: Secure exactly when the request came over HTTPS (directly, or through a trusted proxy). */
 export const COOKIE_SECURE_MODES = ['auto', 'true', 'false'] as const;
 export type CookieSecureMode = (typeof COOKIE_SECURE_MODES)[number];
@@ -160,7 +160,7 @@ export function loadConfig(env: Environment): Config {
     },
     log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS) },
     session: {
-      store: readChoice(env, 'SESSION_STORE', 'memory', SESSION_STORES),
+      store: readChoice(env, 'SESSION_STORE', 'memory', STORE_KINDS),
       maxAgeMs: readDuration(env, 'SESSION_MAX_AGE', 60_000),
       maxLifetimeMs: readDuration(env, 'SESSION_MAX_LIFETIME', null),
       maxEntries: readInteger(env, 'SESSION_MAX_ENTRIES', 100_000, 1, 100_000_000),

@@ -72,7 +72,7 @@ export class MemoryStore implements SessionStore {
   async get(id: string, maxAge?: MaxAge): Promise<StoredSession | undefined> {
     const entry = this.#entries.get(id);
     const now = this.#now();
-    if (entry === undefined || this.#dropIfExpired(id, entry, now)) {
+    if (entry === undefined || this.#dropIfExpired(entry, now)) {
       this.#misses++;
       return undefined;
     }
@@ -119,20 +119,19 @@ export class MemoryStore implements SessionStore {
     this.#entries.set(entry.key, entry);
   }
 
-  #dropIfExpired(id: string, entry: Entry, now: number): boolean {
+  #dropIfExpired(entry: Entry, now: number): boolean {
     if (entry.expiresAt > now) return false;
-    this.#entries.delete(id);
+    this.#entries.delete(entry.key);
     this.#expired++;
     return true;
   }
 
   #evictLeastRecentlyUsed(): void {
-    const oldest = this.#entries.keys().next();
+    const oldest = this.#entries.values().next();
     if (oldest.done) return;
-    const entry = this.#entries.get(oldest.value);
     // An expired entry at the front is reclaimed, not evicted: it was already dead.
-    if (entry !== undefined && this.#dropIfExpired(oldest.value, entry, this.#now())) return;
-    this.#entries.delete(oldest.value);
+    if (this.#dropIfExpired(oldest.value, this.#now())) return;
+    this.#entries.delete(oldest.value.key);
     this.#evicted++;
   }
 
@@ -143,7 +142,7 @@ export class MemoryStore implements SessionStore {
    */
   #startSweep(): void {
     if (this.#sweepCursor) return; // a pass is already under way
-    this.#sweepCursor = this.#entries.values(); // values carry their key: no [key, value] pair per step
+    this.#sweepCursor = this.#entries.values(); // entries carry their key: no [key, value] pair per step
     this.#sweepBatch();
   }
 
@@ -158,7 +157,7 @@ export class MemoryStore implements SessionStore {
         this.#sweepCursor = undefined;
         return;
       }
-      this.#dropIfExpired(next.value.key, next.value, now);
+      this.#dropIfExpired(next.value, now);
     }
     this.#sweepStep = setImmediate(() => this.#sweepBatch()).unref();
   }
