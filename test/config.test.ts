@@ -103,3 +103,22 @@ test('durations accept milliseconds and units; keys split on commas', (t) => {
   t.is(parse(' 2M '), 120_000, 'trimmed, unit case-insensitive');
   t.deepEqual(loadConfig({ SESSION_KEYS: 'a, b' }).session.keys, ['a', 'b']);
 });
+
+test('a .env file in the working directory is read, and the environment wins over it', async (t) => {
+  const fromFile = spawnServer({ SESSION_KEYS: TEST_KEY }, 'SESSION_STORE=mongo\n');
+  t.not(await fromFile.exited, 0);
+  t.regex(fromFile.stderr(), /SESSION_STORE="mongo"/, 'the file was read');
+
+  const overridden = spawnServer({ SESSION_KEYS: TEST_KEY, PORT: '0', SESSION_MAX_AGE: '90s' }, 'SESSION_MAX_AGE=soon\n');
+  t.teardown(() => overridden.child.kill('SIGKILL'));
+  const outcome = await Promise.race([
+    overridden.exited.then((code) => `exited ${code}: ${overridden.stderr()}`),
+    (async () => {
+      while (!overridden.stdout().includes('listening')) await new Promise((resolve) => setTimeout(resolve, 25));
+      return 'listening';
+    })(),
+  ]);
+  t.is(outcome, 'listening', 'SESSION_MAX_AGE=90s from the environment beat the bad value in the file');
+  overridden.child.kill('SIGTERM');
+  t.is(await overridden.exited, 0);
+});

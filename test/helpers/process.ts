@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,9 +26,12 @@ function environment(env: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', ...env };
 }
 
-export function spawnServer(env: Record<string, string>): ServerProcess {
+/** Runs app/server.ts; `dotEnv`, when given, is written as a .env file in its working directory. */
+export function spawnServer(env: Record<string, string>, dotEnv?: string): ServerProcess {
+  const cwd = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
+  if (dotEnv !== undefined) writeFileSync(join(cwd, '.env'), dotEnv);
   const child = spawn(process.execPath, ['--import', TSX, SERVER_ENTRY], {
-    cwd: mkdtempSync(join(tmpdir(), 'koa-session-test-')),
+    cwd,
     env: environment(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
