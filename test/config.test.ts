@@ -105,11 +105,11 @@ test('durations accept milliseconds and units; keys split on commas', (t) => {
 });
 
 test('a .env file in the working directory is read, and the environment wins over it', async (t) => {
-  const fromFile = spawnServer({ SESSION_KEYS: TEST_KEY }, 'SESSION_STORE=mongo\n');
+  const fromFile = spawnServer({ SESSION_KEYS: TEST_KEY }, { dotEnv: 'SESSION_STORE=mongo\n' });
   t.not(await fromFile.exited, 0);
   t.regex(fromFile.stderr(), /SESSION_STORE="mongo"/, 'the file was read');
 
-  const overridden = spawnServer({ SESSION_KEYS: TEST_KEY, PORT: '0', SESSION_MAX_AGE: '90s' }, 'SESSION_MAX_AGE=soon\n');
+  const overridden = spawnServer({ SESSION_KEYS: TEST_KEY, PORT: '0', SESSION_MAX_AGE: '90s' }, { dotEnv: 'SESSION_MAX_AGE=soon\n' });
   t.teardown(() => overridden.child.kill('SIGKILL'));
   const outcome = await Promise.race([
     overridden.exited.then((code) => `exited ${code}: ${overridden.stderr()}`),

@@ -20,11 +20,9 @@ import './types.ts';
 export interface SessionMiddlewareOptions {
   readonly config: SessionConfig;
   readonly store: SessionStore;
-  /** Injectable clock (milliseconds) for the absolute-lifetime check. */
-  readonly now?: () => number;
 }
 
-export function createSessionMiddleware(app: Koa, { config, store, now = Date.now }: SessionMiddlewareOptions): Middleware {
+export function createSessionMiddleware(app: Koa, { config, store }: SessionMiddlewareOptions): Middleware {
   const { name, sameSite, secure } = config.cookie;
   const signer = new CookieSigner(name, config.keys);
   /** The verified cookie each request arrived with, to know whether the browser already holds the current one. */
@@ -47,7 +45,7 @@ export function createSessionMiddleware(app: Koa, { config, store, now = Date.no
     get(ctx: Context): string {
       const cookie = signer.decode(ctx.cookies.get(name));
       if (cookie === undefined) return '';
-      if (config.maxLifetimeMs !== null && now() - cookie.issuedAt * 1000 >= config.maxLifetimeMs) {
+      if (config.maxLifetimeMs !== null && Date.now() - cookie.issuedAt * 1000 >= config.maxLifetimeMs) {
         // Past the absolute lifetime: refuse it even if it is in use, and drop its data.
         store.destroy(cookie.id).catch(() => {});
         return '';
@@ -60,7 +58,7 @@ export function createSessionMiddleware(app: Koa, { config, store, now = Date.no
     set(ctx: Context, id: string): void {
       const previous = arrivedWith.get(ctx);
       if (previous?.id === id && previous.keyIndex === 0) return;
-      writeCookie(ctx, id, previous?.id === id ? previous.issuedAt : Math.floor(now() / 1000));
+      writeCookie(ctx, id, previous?.id === id ? previous.issuedAt : Math.floor(Date.now() / 1000));
     },
   };
 

@@ -49,13 +49,11 @@ export class RedisStore implements SessionStore {
   readonly #client: Client;
   readonly #prefix: string;
   readonly #defaultMaxAgeMs: number;
-  readonly #commandTimeoutMs: number;
 
   private constructor(client: Client, options: RedisStoreOptions) {
     this.#client = client;
     this.#prefix = options.keyPrefix;
     this.#defaultMaxAgeMs = options.defaultMaxAgeMs;
-    this.#commandTimeoutMs = options.commandTimeoutMs;
   }
 
   /** Connects, or throws a StartupError naming REDIS_URL if Redis does not answer in time. */

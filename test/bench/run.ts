@@ -10,7 +10,7 @@
  * Options: --stores memory,redis  --duration 10  --connections 50  --rounds 3  --no-reference
  * Redis needs REDIS_URL (default redis://127.0.0.1:6379); the benchmark uses its own key prefix.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -65,20 +65,9 @@ interface Target {
   readonly cookie: string;
 }
 
-async function startBaseline(kind: 'bare' | 'koa-session'): Promise<ServerProcess & { url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', BASELINE_SERVER, kind], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (chunk: string) => {
-      stdout += chunk;
-      const match = /"url":"([^"]+)"/.exec(stdout);
-      if (match) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`${kind} baseline server exited ${code}`)));
-  });
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? '')));
-  return { child, url, stdout: () => stdout, stderr: () => '', exited };
+/** The baseline servers announce their URL like app/server.ts does. */
+function startBaseline(kind: 'bare' | 'koa-session'): Promise<ServerProcess & { url: string }> {
+  return startServerProcess({}, { script: BASELINE_SERVER, args: [kind] });
 }
 
 async function main(): Promise<void> {

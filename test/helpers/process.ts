@@ -1,6 +1,6 @@
 /**
- * Runs the real server entry (app/server.ts) as a child process, the way `npm start` does, in an
- * empty working directory so that a developer's own .env never leaks into a test.
+ * Runs the real server entry (app/server.ts, or a benchmark baseline) as a child process, the way
+ * `npm start` does, in an empty working directory so that a developer's own .env never leaks in.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -26,11 +26,19 @@ function environment(env: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', ...env };
 }
 
-/** Runs app/server.ts; `dotEnv`, when given, is written as a .env file in its working directory. */
-export function spawnServer(env: Record<string, string>, dotEnv?: string): ServerProcess {
+export interface SpawnOptions {
+  /** Written as a .env file in the server's working directory. */
+  readonly dotEnv?: string;
+  /** Another server script (the benchmark's baselines) and its arguments; app/server.ts by default. */
+  readonly script?: string;
+  readonly args?: readonly string[];
+}
+
+/** Runs app/server.ts (or options.script) under tsx, as `npm start` does. */
+export function spawnServer(env: Record<string, string>, options: SpawnOptions = {}): ServerProcess {
   const cwd = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
-  if (dotEnv !== undefined) writeFileSync(join(cwd, '.env'), dotEnv);
-  const child = spawn(process.execPath, ['--import', TSX, SERVER_ENTRY], {
+  if (options.dotEnv !== undefined) writeFileSync(join(cwd, '.env'), options.dotEnv);
+  const child = spawn(process.execPath, ['--import', TSX, options.script ?? SERVER_ENTRY, ...(options.args ?? [])], {
     cwd,
     env: environment(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -64,10 +72,11 @@ async function answersHealthz(url: string): Promise<boolean> {
  * Starts the server and waits until it is ready: by its "listening" log line, or, when LOG_LEVEL
  * hides that line, by /healthz answering on a port chosen beforehand. Returns its base URL.
  */
-export async function startServerProcess(env: Record<string, string>, timeoutMs = 20_000): Promise<ServerProcess & { url: string }> {
+export async function startServerProcess(env: Record<string, string>, options: SpawnOptions = {}): Promise<ServerProcess & { url: string }> {
+  const timeoutMs = 20_000;
   const quiet = env.LOG_LEVEL !== undefined && !['debug', 'info'].includes(env.LOG_LEVEL);
   const port = env.PORT ?? (quiet ? String(await freePort()) : '0');
-  const server = spawnServer({ ...env, PORT: port });
+  const server = spawnServer({ ...env, PORT: port }, options);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const match = /"url":"(http:\/\/[^"]+)"/.exec(server.stdout());
