@@ -36,6 +36,9 @@ export interface HttpConfig {
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  /** After SIGTERM: how long /healthz answers 503 and every answer closes its connection, before the listener closes. */
+  readonly shutdownDrainMs: number;
+  /** From SIGTERM/SIGINT to exit, drain included; past it the process exits 1 with requests still open. */
   readonly shutdownTimeoutMs: number;
 }
 
@@ -68,7 +71,10 @@ export interface RedisConfig {
 }
 
 export interface Config {
+  /** Production rules (required, long SESSION_KEYS) apply unless NODE_ENV is unset, development or test. */
   readonly production: boolean;
+  /** Things worth a warning line at start that do not stop it (the server entry logs them). */
+  readonly warnings: readonly string[];
   readonly http: HttpConfig;
   readonly log: { readonly level: LogLevel };
   readonly session: SessionConfig;
@@ -76,10 +82,14 @@ export interface Config {
 }
 
 const MIN_PRODUCTION_KEY_LENGTH = 32;
+/** NODE_ENV values that mean development rules; any other value (production, staging, Production) means production. */
+const DEVELOPMENT_ENVIRONMENTS = ['development', 'test'];
+/** Browsers accept cookies with these name prefixes only with Secure (RFC 6265bis), so they need SESSION_COOKIE_SECURE=true. */
+const SECURE_ONLY_PREFIXES = ['__Host-', '__Secure-'];
 /** RFC 6265 cookie-name characters (an HTTP token). */
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-function readSessionKeys(env: Environment, production: boolean): Pick<SessionConfig, 'keys' | 'keysAreEphemeral'> {
+function readSessionKeys(env: Environment, production: boolean, warnings: string[]): Pick<SessionConfig, 'keys' | 'keysAreEphemeral'> {
   const value = readOptionalString(env, 'SESSION_KEYS');
   if (value === undefined) {
     if (production) {
@@ -94,17 +104,26 @@ function readSessionKeys(env: Environment, production: boolean): Pick<SessionCon
     throw new ConfigError('SESSION_KEYS', redacted, 'comma-separated keys, none of them empty');
   }
   if (production && keys.some((key) => key.length < MIN_PRODUCTION_KEY_LENGTH)) {
-    throw new ConfigError('SESSION_KEYS', redacted, `every key at least ${MIN_PRODUCTION_KEY_LENGTH} characters when NODE_ENV=production`);
+    throw new ConfigError('SESSION_KEYS', redacted, `every key at least ${MIN_PRODUCTION_KEY_LENGTH} characters in production (NODE_ENV=${env.NODE_ENV})`);
+  }
+  if (keys.some((key) => key.length < MIN_PRODUCTION_KEY_LENGTH)) {
+    warnings.push(`SESSION_KEYS has a key shorter than ${MIN_PRODUCTION_KEY_LENGTH} characters: fine for development, refused in production`);
   }
   return { keys, keysAreEphemeral: false };
 }
 
 function readCookie(env: Environment): CookieConfig {
-  const name = readString(env, 'SESSION_COOKIE_NAME', 'sid');
+  const secure = readChoice(env, 'SESSION_COOKIE_SECURE', 'auto', COOKIE_SECURE_MODES);
+  // __Host-: the browser takes the cookie only with Secure, Path=/ and no Domain, so no sibling
+  // subdomain or plain-HTTP page can plant a cookie of that name to shadow ours.
+  const name = readString(env, 'SESSION_COOKIE_NAME', secure === 'true' ? '__Host-sid' : 'sid');
   if (!COOKIE_NAME.test(name)) {
     throw new ConfigError('SESSION_COOKIE_NAME', name, 'a cookie name: letters, digits and !#$%&\'*+-.^_`|~');
   }
-  const secure = readChoice(env, 'SESSION_COOKIE_SECURE', 'auto', COOKIE_SECURE_MODES);
+  const prefix = SECURE_ONLY_PREFIXES.find((candidate) => name.startsWith(candidate));
+  if (prefix !== undefined && secure !== 'true') {
+    throw new ConfigError('SESSION_COOKIE_NAME', name, `a name starting with ${prefix} only together with SESSION_COOKIE_SECURE=true (browsers drop it otherwise)`);
+  }
   const sameSite = readChoice(env, 'SESSION_COOKIE_SAMESITE', 'lax', SAME_SITE_VALUES);
   if (sameSite === 'none' && secure !== 'true') {
     // Browsers drop SameSite=None cookies that are not Secure, so this pair could never work.
@@ -146,9 +165,12 @@ function deepFreeze<T extends object>(value: T): T {
 
 /** Parses and validates every setting; throws ConfigError on the first bad one. */
 export function loadConfig(env: Environment): Config {
-  const production = env.NODE_ENV === 'production';
+  const nodeEnv = env.NODE_ENV?.trim() ?? '';
+  const production = nodeEnv !== '' && !DEVELOPMENT_ENVIRONMENTS.includes(nodeEnv);
+  const warnings: string[] = [];
   const config: Config = {
     production,
+    warnings,
     http: {
       host: readString(env, 'HOST', '127.0.0.1'),
       port: readInteger(env, 'PORT', 8199, 0, 65_535),
@@ -156,7 +178,8 @@ export function loadConfig(env: Environment): Config {
       headersTimeoutMs: readDuration(env, 'HTTP_HEADERS_TIMEOUT', 10_000),
       requestTimeoutMs: readDuration(env, 'HTTP_REQUEST_TIMEOUT', 30_000),
       keepAliveTimeoutMs: readDuration(env, 'HTTP_KEEP_ALIVE_TIMEOUT', 5_000),
-      shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 5_000),
+      shutdownDrainMs: readDuration(env, 'SHUTDOWN_DRAIN', 5_000, { allowZero: true }),
+      shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 9_000),
     },
     log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS) },
     session: {
@@ -164,7 +187,7 @@ export function loadConfig(env: Environment): Config {
       maxAgeMs: readDuration(env, 'SESSION_MAX_AGE', 60_000),
       maxLifetimeMs: readDuration(env, 'SESSION_MAX_LIFETIME', null),
       maxEntries: readInteger(env, 'SESSION_MAX_ENTRIES', 100_000, 1, 100_000_000),
-      ...readSessionKeys(env, production),
+      ...readSessionKeys(env, production, warnings),
       cookie: readCookie(env),
     },
     redis: readRedis(env),
@@ -172,6 +195,10 @@ export function loadConfig(env: Environment): Config {
   if (config.http.requestTimeoutMs < config.http.headersTimeoutMs) {
     // Node refuses a request timeout shorter than the headers timeout.
     throw new ConfigError('HTTP_REQUEST_TIMEOUT', `${config.http.requestTimeoutMs}ms`, `at least HTTP_HEADERS_TIMEOUT (${config.http.headersTimeoutMs}ms)`);
+  }
+  if (config.http.shutdownDrainMs >= config.http.shutdownTimeoutMs) {
+    // The drain is part of the shutdown deadline; in-flight requests need time after it.
+    throw new ConfigError('SHUTDOWN_DRAIN', `${config.http.shutdownDrainMs}ms`, `less than SHUTDOWN_TIMEOUT (${config.http.shutdownTimeoutMs}ms)`);
   }
   return deepFreeze(config);
 }

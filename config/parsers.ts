@@ -67,16 +67,23 @@ export function readChoice<T extends string>(env: Environment, name: string, fal
 const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** Longer than this would overflow the timers and Redis TTLs built on it; a year is plenty for a session. */
 const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
-const DURATION_HELP = 'a duration of at least 1 ms and at most 365d: milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)';
+const durationHelp = (minimum: string) =>
+  `a duration of at least ${minimum} and at most 365d: milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)`;
+
+export interface DurationOptions {
+  /** Accept 0 (for periods that may be switched off). */
+  readonly allowZero?: boolean;
+}
 
 /** Milliseconds from "60000", "250ms", "90s", "1m", "2h" or "7d". */
-export function readDuration(env: Environment, name: string, fallback: number): number;
+export function readDuration(env: Environment, name: string, fallback: number, options?: DurationOptions): number;
 export function readDuration(env: Environment, name: string, fallback: null): number | null;
-export function readDuration(env: Environment, name: string, fallback: number | null): number | null {
+export function readDuration(env: Environment, name: string, fallback: number | null, options: DurationOptions = {}): number | null {
   const value = raw(env, name);
   if (value === undefined) return fallback;
+  const minimum = options.allowZero ? 0 : 1;
   const match = /^(\d+)(ms|s|m|h|d)?$/i.exec(value);
   const ms = match ? Number(match[1]) * DURATION_UNITS_MS[(match[2] ?? 'ms').toLowerCase()] : Number.NaN;
-  if (!(ms >= 1 && ms <= MAX_DURATION_MS)) throw new ConfigError(name, value, DURATION_HELP);
+  if (!(ms >= minimum && ms <= MAX_DURATION_MS)) throw new ConfigError(name, value, durationHelp(options.allowZero ? '0' : '1 ms'));
   return ms;
 }

@@ -1,17 +1,14 @@
 /**
- * The contract every session store keeps: koa-session's external store (get, set, destroy, all
- * returning promises) plus what the app needs to run it (health, close). The memory and Redis stores
- * both implement it and are held to it by one shared test suite (test/store-contract.test.ts).
+ * The contract every session store keeps. A store keeps opaque text under an id, with an idle
+ * lifetime; it knows nothing of koa-session, cookies or what the text means. The session layer
+ * (app/session/) serializes and validates the text, and decides which write a request may make.
+ *
+ * The writes are conditional so that logout is final even when requests overlap: a session loaded
+ * by a request is written back only if it still exists (`update`), and a new id is written only if
+ * it is unused (`create`). Once `destroy` has removed an id, no write can bring it back. The memory
+ * and Redis stores implement this and are held to it by one shared test suite
+ * (test/store-contract.test.ts).
  */
-
-/**
- * How koa-session passes a lifetime: milliseconds, or `undefined` / `'session'` when the session has
- * no lifetime of its own. A store applies its configured idle lifetime then: nothing lives forever.
- */
-export type MaxAge = number | 'session' | undefined;
-
-/** What koa-session stores: the session's fields plus its own bookkeeping (`_session`, `_expire`, …). */
-export type StoredSession = Record<string, unknown>;
 
 export interface StoreHealth {
   readonly ok: boolean;
@@ -20,11 +17,18 @@ export interface StoreHealth {
 
 export interface SessionStore {
   readonly kind: string;
-  /** The session, refreshed to live `maxAge` more (sliding expiry), or undefined if unknown or expired. */
-  get(id: string, maxAge?: MaxAge): Promise<StoredSession | undefined>;
-  /** Stores a copy that lives `maxAge` after this call unless used again. */
-  set(id: string, session: StoredSession, maxAge?: MaxAge): Promise<void>;
-  destroy(id: string): Promise<void>;
+  /**
+   * The stored text, its lifetime renewed to `ttlMs` from now (sliding expiry), or undefined when
+   * the id is unknown or expired. A value that cannot be text (a Redis key of another type) comes
+   * back as '', which the session layer discards like any other invalid value.
+   */
+  get(id: string, ttlMs: number): Promise<string | undefined>;
+  /** Stores text under an id that must be unused; false, and nothing written, when the id exists. */
+  create(id: string, text: string, ttlMs: number): Promise<boolean>;
+  /** Replaces the text of an id that must still exist; false, and nothing written, when it does not. */
+  update(id: string, text: string, ttlMs: number): Promise<boolean>;
+  /** Deletes the id; true when it existed (was not expired) a moment before. */
+  destroy(id: string): Promise<boolean>;
   health(): Promise<StoreHealth>;
   /** Releases timers and connections; the store is not used afterwards. */
   close(): Promise<void>;
@@ -36,9 +40,4 @@ export class StoreUnavailableError extends Error {
     super(message, options);
     this.name = 'StoreUnavailableError';
   }
-}
-
-/** The idle lifetime to apply for a call: its own maxAge when it is a positive number, else the store's. */
-export function idleLifetimeMs(maxAge: MaxAge, defaultMs: number): number {
-  return typeof maxAge === 'number' && maxAge > 0 && Number.isFinite(maxAge) ? Math.ceil(maxAge) : defaultMs;
 }
