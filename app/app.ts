@@ -10,7 +10,7 @@ import { addHealthRoute, closeConnectionsOnShutdown, type Lifecycle } from './li
 import type { Logger } from './logger.ts';
 import { requestLog } from './request-log.ts';
 import { addSessionRoutes } from './routes.ts';
-import { createSessionMiddleware } from './session/middleware.ts';
+import { createSessionMiddleware, type SessionMiddleware } from './session/middleware.ts';
 import type { SessionStore } from './stores/store.ts';
 
 export interface AppDependencies {
@@ -19,9 +19,11 @@ export interface AppDependencies {
   readonly logger: Logger;
   /** Shared with the server entry, which flags the start of shutdown; tests may leave it out. */
   readonly lifecycle?: Lifecycle;
+  /** Mounts the routes that use sessions: the seed's three by default; tests add their own (a login). */
+  readonly routes?: (router: Router, session: SessionMiddleware) => void;
 }
 
-export function createApp({ config, store, logger, lifecycle = { shuttingDown: false } }: AppDependencies): Koa {
+export function createApp({ config, store, logger, lifecycle = { shuttingDown: false }, routes = addSessionRoutes }: AppDependencies): Koa {
   // proxy: trust X-Forwarded-Proto/-For only when told a proxy is in front (TRUST_PROXY).
   const app = new Koa({ proxy: config.http.trustProxy });
   // errorHandler catches what the middleware throws; this logs what fails outside it (a broken response stream).
@@ -30,7 +32,7 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
   // One router for every route: one path match per request.
   const router = new Router();
   addHealthRoute(router, store, lifecycle);
-  addSessionRoutes(router, createSessionMiddleware(app, { config: config.session, store }));
+  routes(router, createSessionMiddleware(app, { config: config.session, store, logger }));
 
   if (logger.enabled('info')) app.use(requestLog(logger));
   app.use(closeConnectionsOnShutdown(lifecycle));

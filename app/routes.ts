@@ -1,24 +1,25 @@
 /**
  * The three routes of GoFrame's memory-session example. Like GoFrame's `group.ALL`, each answers
  * every HTTP method. Only these routes pass through the session middleware, so other paths (404s,
- * a health check) never touch the store.
+ * a health check) never touch the store. /set and /del change the session, so they go through
+ * `session.change`, which refuses cross-site requests first; /get only reads it.
  */
 import type Router from '@koa/router';
-import type { Middleware } from 'koa';
+import type { SessionMiddleware } from './session/middleware.ts';
 
-export function addSessionRoutes(router: Router, session: Middleware): void {
-  router.all('/set', session, (ctx) => {
+export function addSessionRoutes(router: Router, session: SessionMiddleware): void {
+  router.all('/set', session.change, (ctx) => {
     ctx.session.time = Math.floor(Date.now() / 1000); // Unix time in seconds, as gtime.Timestamp()
     ctx.body = 'ok';
   });
 
-  router.all('/get', session, (ctx) => {
+  router.all('/get', session.read, (ctx) => {
     // toJSON leaves out koa-session's own `_` fields; a new session serializes as {}.
     ctx.body = ctx.session.toJSON();
   });
 
-  router.all('/del', session, (ctx) => {
-    ctx.session = null; // koa-session deletes the stored session and clears the cookie
+  router.all('/del', session.change, (ctx) => {
+    ctx.session = null; // the stored session is destroyed and the cookie cleared (see session/request-store.ts)
     ctx.body = 'ok';
   });
 }

@@ -42,6 +42,10 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   'HTTP_HEADERS_TIMEOUT not a duration': { env: { HTTP_HEADERS_TIMEOUT: 'never' }, variable: 'HTTP_HEADERS_TIMEOUT', shows: '"never"', allowed: /duration/ },
   'HTTP_REQUEST_TIMEOUT below the headers timeout': { env: { HTTP_HEADERS_TIMEOUT: '10s', HTTP_REQUEST_TIMEOUT: '5s' }, variable: 'HTTP_REQUEST_TIMEOUT', shows: '"5000ms"', allowed: /at least HTTP_HEADERS_TIMEOUT/ },
   'HTTP_KEEP_ALIVE_TIMEOUT zero': { env: { HTTP_KEEP_ALIVE_TIMEOUT: '0' }, variable: 'HTTP_KEEP_ALIVE_TIMEOUT', shows: '"0"', allowed: /at least 1 ms/ },
+  'SESSION_KEYS too short with NODE_ENV=staging': { env: { NODE_ENV: 'staging', SESSION_KEYS: 'x' }, variable: 'SESSION_KEYS', shows: '1 key(s) of 1 characters', allowed: /at least 32 characters in production \(NODE_ENV=staging\)/ },
+  'SESSION_KEYS missing with NODE_ENV=Production': { env: { NODE_ENV: 'Production', SESSION_KEYS: '' }, variable: 'SESSION_KEYS', shows: '""', allowed: /required/ },
+  'SESSION_COOKIE_NAME __Host- without Secure': { env: { SESSION_COOKIE_NAME: '__Host-sid' }, variable: 'SESSION_COOKIE_NAME', shows: '"__Host-sid"', allowed: /SESSION_COOKIE_SECURE=true/ },
+  'SHUTDOWN_DRAIN not shorter than SHUTDOWN_TIMEOUT': { env: { SHUTDOWN_DRAIN: '5s', SHUTDOWN_TIMEOUT: '5s' }, variable: 'SHUTDOWN_DRAIN', shows: '"5000ms"', allowed: /less than SHUTDOWN_TIMEOUT/ },
   'SHUTDOWN_TIMEOUT not a duration': { env: { SHUTDOWN_TIMEOUT: 'later' }, variable: 'SHUTDOWN_TIMEOUT', shows: '"later"', allowed: /duration/ },
   'REDIS_URL not a Redis URL': { env: { REDIS_URL: 'http://user:hunter2@cache:6379' }, variable: 'REDIS_URL', shows: '"http://user:***@cache:6379"', allowed: /redis:\/\// },
   'REDIS_CONNECT_TIMEOUT not a duration': { env: { REDIS_CONNECT_TIMEOUT: 'fast' }, variable: 'REDIS_CONNECT_TIMEOUT', shows: '"fast"', allowed: /duration/ },
@@ -89,6 +93,9 @@ test('defaults: the seed\'s port and one-minute max age, memory store, safe cook
   t.is(config.session.maxEntries, 100_000);
   t.true(config.session.keysAreEphemeral);
   t.deepEqual(config.session.cookie, { name: 'sid', secure: 'auto', sameSite: 'lax' });
+  t.is(config.http.shutdownDrainMs, 5_000);
+  t.is(config.http.shutdownTimeoutMs, 9_000);
+  t.false(config.production);
   t.true(Object.isFrozen(config) && Object.isFrozen(config.session.cookie), 'frozen all the way down');
 });
 
@@ -121,4 +128,28 @@ test('a .env file in the working directory is read, and the environment wins ove
   t.is(outcome, 'listening', 'SESSION_MAX_AGE=90s from the environment beat the bad value in the file');
   overridden.child.kill('SIGTERM');
   t.is(await overridden.exited, 0);
+});
+
+test('production rules unless NODE_ENV is unset, development or test', (t) => {
+  const production = (NODE_ENV: string | undefined) => loadConfig({ NODE_ENV, SESSION_KEYS: TEST_KEY }).production;
+  for (const value of [undefined, '', 'development', 'test']) t.false(production(value), `NODE_ENV=${value}: development rules`);
+  for (const value of ['production', 'Production', 'PRODUCTION', 'staging', 'prod', 'dev']) t.true(production(value), `NODE_ENV=${value}: production rules`);
+  t.throws(() => loadConfig({ NODE_ENV: 'staging', SESSION_KEYS: 'short' }), { message: /SESSION_KEYS/ });
+});
+
+test('a short key in development is accepted with a warning; a long one without', (t) => {
+  const short = loadConfig({ SESSION_KEYS: 'x' });
+  t.deepEqual(short.session.keys, ['x']);
+  t.is(short.warnings.length, 1);
+  t.regex(short.warnings[0], /SESSION_KEYS.*shorter than 32 characters/);
+  t.false(short.warnings[0].includes('x,'), 'the key itself is not shown');
+  t.deepEqual(loadConfig({ SESSION_KEYS: TEST_KEY }).warnings, []);
+});
+
+test('SESSION_COOKIE_SECURE=true makes the default cookie name __Host-sid', (t) => {
+  t.is(loadConfig({ SESSION_COOKIE_SECURE: 'true' }).session.cookie.name, '__Host-sid');
+  t.is(loadConfig({ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_NAME: 'app' }).session.cookie.name, 'app', 'an explicit name wins');
+  t.is(loadConfig({ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_NAME: '__Secure-app' }).session.cookie.name, '__Secure-app');
+  t.throws(() => loadConfig({ SESSION_COOKIE_SECURE: 'auto', SESSION_COOKIE_NAME: '__Secure-app' }), { message: /SESSION_COOKIE_SECURE=true/ });
+  t.is(loadConfig({ SHUTDOWN_DRAIN: '0' }).http.shutdownDrainMs, 0, 'a drain of 0 switches it off');
 });

@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+import { addSessionRoutes } from '../app/routes.ts';
 import { appForTest } from './helpers/app.ts';
 
 test('an idle session expires after SESSION_MAX_AGE; replaying its cookie gives {}', async (t) => {
@@ -35,21 +36,59 @@ test('sliding expiry: a session in use outlives its max age; once idle it is gon
   t.is(replay.body, '{}', 'and stays gone');
 });
 
-test('SESSION_MAX_LIFETIME refuses a session older than it even while in use', async (t) => {
-  const app = await appForTest(t, { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: '2s' });
+test('SESSION_MAX_LIFETIME: alive until the millisecond it ends, refused after it with the cookie cleared, and gone from the store', async (t) => {
+  const lifetimeMs = 3_000;
+  const app = await appForTest(t, { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` });
   const browser = new Browser(app.url);
+  const before = Date.now();
   const first = await browser.request('/set');
-  const firstId = sessionIdOf(cookieValue(first.setCookies, 'sid'));
-  // Keep using it for a while; the idle timeout (1 min) never comes close.
-  for (let i = 0; i < 3; i++) {
-    await sleep(300);
-    t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
-  }
-  await sleep(3_100); // cookies carry their issue time in whole seconds: allow a second more
-  t.deepEqual(await browser.json('/get'), {}, 'refused past the absolute lifetime');
+  const after = Date.now();
+  const cookie = cookieValue(first.setCookies, 'sid')!;
+  const issuedAt = issuedAtOf(cookie);
+  t.true(issuedAt >= before && issuedAt <= after, `the cookie carries its issue time to the millisecond (${issuedAt} in [${before}, ${after}])`);
+
+  // 700 ms before the end it is alive (a whole-second issue time would refuse it here in 7 runs of 10).
+  await sleep(issuedAt + lifetimeMs - 700 - Date.now());
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'alive shortly before the end');
+
+  await sleep(issuedAt + lifetimeMs + 300 - Date.now());
+  t.is(await app.store.get(sessionIdOf(cookie)!, 60_000), undefined, 'the store entry ended with the lifetime (its TTL was capped to it)');
+  const refused = await browser.request('/get');
+  t.is(refused.body, '{}', 'refused past the absolute lifetime');
+  t.true(refused.setCookies.some((line) => /^sid=;.*expires=Thu, 01 Jan 1970/i.test(line)), 'and the refused cookie is cleared in that response');
   const again = await browser.request('/set');
-  t.not(sessionIdOf(cookieValue(again.setCookies, 'sid')), firstId, 'a new session gets a new id');
+  t.not(sessionIdOf(cookieValue(again.setCookies, 'sid')), sessionIdOf(cookie), 'a new session gets a new id');
 });
+
+test('regenerate() restarts the absolute lifetime: the new id counts from its own issue time', async (t) => {
+  const lifetimeMs = 3_000;
+  const app = await appForTest(t, { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` }, {
+    routes: (router, session) => {
+      addSessionRoutes(router, session);
+      router.post('/login', session.change, async (ctx) => {
+        await ctx.session.regenerate();
+        ctx.body = 'welcome';
+      });
+    },
+  });
+  const browser = new Browser(app.url);
+  await browser.request('/set');
+  const firstIssuedAt = issuedAtOf(browser.cookies.get('sid')!);
+  await sleep(1_500);
+  const login = await browser.request('/login', { method: 'POST' });
+  const secondIssuedAt = issuedAtOf(cookieValue(login.setCookies, 'sid')!);
+  t.true(secondIssuedAt >= firstIssuedAt + 1_400, 'the new cookie carries a new issue time');
+
+  await sleep(firstIssuedAt + lifetimeMs + 500 - Date.now());
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'alive past the first id\'s lifetime');
+  await sleep(secondIssuedAt + lifetimeMs + 300 - Date.now());
+  t.deepEqual(await browser.json('/get'), {}, 'refused once its own lifetime is over');
+});
+
+/** The issue time (Unix ms) inside a cookie value `<id>.<issued, base 36>.<signature>`. */
+function issuedAtOf(cookie: string): number {
+  return Number.parseInt(cookie.split('.')[1], 36);
+}
 
 test('SESSION_MAX_ENTRIES bounds the memory store: the least recently used session is evicted', async (t) => {
   const app = await appForTest(t, { SESSION_MAX_ENTRIES: '3' });

@@ -2,63 +2,81 @@
  * Server-side sessions with koa-session and a custom external store.
  *
  * - The browser holds only a signed session id (see signed-cookie.ts); the data stays in the store.
- * - Expiry slides as in GoFrame: the store refreshes a session's TTL whenever it is read or written,
- *   so a session lives SESSION_MAX_AGE after its last use. The cookie itself has no Expires (it is a
+ * - Expiry slides as in GoFrame: the store renews a session's TTL whenever it is read or written, so a
+ *   session lives SESSION_MAX_AGE after its last use. The cookie itself has no Expires (it is a
  *   browser-session cookie) and is sent only when the id changes, never re-sent just to slide.
  * - Any cookie the server cannot verify, or an id the store does not know, starts a fresh, empty
  *   session with a new id: a client can never choose its session id.
+ * - Logout is final (see request-store.ts): once an id is destroyed, no request brings it back.
+ * - Routes that change a session refuse cross-site requests (see cross-site.ts).
  */
 import type Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import createSession from 'koa-session';
 import { nanoid } from 'nanoid';
 import type { SessionConfig } from '../../config/index.ts';
+import type { Logger } from '../logger.ts';
 import type { SessionStore } from '../stores/store.ts';
-import { CookieSigner, type SessionCookie } from './signed-cookie.ts';
+import { isCrossSite, refuseCrossSite } from './cross-site.ts';
+import { createRequestStore, requestSessionOf, startRequestSession } from './request-store.ts';
+import { CookieSigner } from './signed-cookie.ts';
 import './types.ts';
 
 export interface SessionMiddlewareOptions {
   readonly config: SessionConfig;
   readonly store: SessionStore;
+  readonly logger: Logger;
 }
 
-export function createSessionMiddleware(app: Koa, { config, store }: SessionMiddlewareOptions): Middleware {
+export interface SessionMiddleware {
+  /** For routes that only read the session (GET /get): every request is served. */
+  readonly read: Middleware;
+  /** For routes that change or end it (/set, /del, a login): cross-site requests get 403 first. */
+  readonly change: Middleware;
+}
+
+/** koa-session's own clearing cookie ("name=; expires=1970") starts with this. */
+const clearingCookie = (name: string) => `${name}=;`;
+
+export function createSessionMiddleware(app: Koa, { config, store, logger }: SessionMiddlewareOptions): SessionMiddleware {
   const { name, sameSite, secure } = config.cookie;
   const signer = new CookieSigner(name, config.keys);
-  /** The verified cookie each request arrived with, to know whether the browser already holds the current one. */
-  const arrivedWith = new WeakMap<Context, SessionCookie>();
+  // One set of attributes for every cookie of ours, koa-session's clearing cookie included, so a
+  // logout clears exactly the cookie that was set (a Secure or __Host- cookie needs Secure to be cleared).
+  // secure undefined: Koa's cookie jar uses the request's own protocol (SESSION_COOKIE_SECURE=auto).
+  const cookieOptions = { httpOnly: true, sameSite, path: '/', overwrite: true, secure: secure === 'auto' ? undefined : secure === 'true' };
 
   function writeCookie(ctx: Context, id: string, issuedAt: number): void {
-    // SESSION_COOKIE_SECURE=true asserts that every request reaches us over HTTPS, whatever the socket says.
-    if (secure === 'true') ctx.cookies.secure = true;
-    ctx.cookies.set(name, signer.encode(id, issuedAt), {
-      httpOnly: true,
-      sameSite,
-      path: '/',
-      secure: secure === 'auto' ? ctx.secure : secure === 'true',
-      overwrite: true,
-    });
+    ctx.cookies.set(name, signer.encode(id, issuedAt), cookieOptions);
   }
 
   const externalKey = {
     /** The session id from a valid cookie, or '' to make koa-session start a new session. */
     get(ctx: Context): string {
-      const cookie = signer.decode(ctx.cookies.get(name));
+      const state = requestSessionOf(ctx);
+      const value = ctx.cookies.get(name);
+      state.carriedCookie = value !== undefined;
+      const cookie = signer.decode(value);
       if (cookie === undefined) return '';
-      if (config.maxLifetimeMs !== null && Date.now() - cookie.issuedAt * 1000 >= config.maxLifetimeMs) {
-        // Past the absolute lifetime: refuse it even if it is in use, and drop its data.
-        store.destroy(cookie.id).catch(() => {});
+      if (config.maxLifetimeMs !== null && Date.now() - cookie.issuedAt >= config.maxLifetimeMs) {
+        // Past the absolute lifetime: refused even while in use. Its data goes (the store's TTL was
+        // capped to this moment anyway) and the browser is told to drop the cookie, so it does not
+        // cost a lookup on every later request. A new session saved by this request replaces it.
+        store.destroy(cookie.id).catch(() => {}); // an outage here only leaves a key that expires by itself
+        ctx.cookies.set(name, '', { ...cookieOptions, expires: new Date(0) });
         return '';
       }
-      arrivedWith.set(ctx, cookie);
+      state.cookie = cookie;
       if (cookie.keyIndex > 0) writeCookie(ctx, cookie.id, cookie.issuedAt); // re-sign with the current key
       return cookie.id;
     },
     /** Called by koa-session after each save; sends a cookie only when the browser lacks this one. */
     set(ctx: Context, id: string): void {
-      const previous = arrivedWith.get(ctx);
+      const state = requestSessionOf(ctx);
+      if (state.ended) return; // nothing was written: no cookie for it
+      const previous = state.cookie;
       if (previous?.id === id && previous.keyIndex === 0) return;
-      writeCookie(ctx, id, previous?.id === id ? previous.issuedAt : Math.floor(Date.now() / 1000));
+      writeCookie(ctx, id, previous?.id === id ? previous.issuedAt : state.issuedAt(id));
     },
   };
 
@@ -67,24 +85,44 @@ export function createSessionMiddleware(app: Koa, { config, store }: SessionMidd
       key: name,
       // No cookie lifetime: the store alone decides expiry (sliding), see above.
       maxAge: 'session',
-      store,
+      store: createRequestStore({ store, logger, idleLifetimeMs: config.maxAgeMs, maxLifetimeMs: config.maxLifetimeMs }),
       externalKey,
       genid: () => nanoid(),
       // The signature lives inside our one cookie; koa-session must not ask Keygrip for a second one.
       signed: false,
-      httpOnly: true,
-      sameSite,
-      path: '/',
-      overwrite: true,
+      ...cookieOptions,
       rolling: false,
       renew: false,
     } as Parameters<typeof createSession>[0],
     app,
   );
 
-  return function sessionMiddleware(ctx, next) {
+  const read: Middleware = async function sessionMiddleware(ctx, next) {
     // A response that reads or writes a session is personal: no shared or browser cache may keep it.
     ctx.set('Cache-Control', 'no-store');
-    return session(ctx, next);
+    // SESSION_COOKIE_SECURE=true asserts that every request reaches us over HTTPS, whatever the socket says.
+    if (secure === 'true') ctx.cookies.secure = true;
+    const state = startRequestSession(ctx);
+    await session(ctx, next);
+    if (state.ended || (state.destroyed && !state.carriedCookie)) {
+      // Another request ended this session first: this response sends no cookie at all (a clearing
+      // cookie arriving late could wipe the cookie of a session made since). And a response never
+      // clears a cookie the request did not carry (/del without a session sends no Set-Cookie).
+      dropSessionCookies(ctx, state.ended ? `${name}=` : clearingCookie(name));
+    }
   };
+
+  const change: Middleware = (ctx, next) => (isCrossSite(ctx) ? refuseCrossSite(ctx) : read(ctx, next));
+
+  return { read, change };
+}
+
+/** Removes the Set-Cookie lines for our cookie that start with `prefix`. */
+function dropSessionCookies(ctx: Context, prefix: string): void {
+  const lines = ctx.response.get('Set-Cookie') as unknown as string[] | string;
+  if (!Array.isArray(lines)) return;
+  const kept = lines.filter((line) => !line.startsWith(prefix));
+  if (kept.length === lines.length) return;
+  if (kept.length === 0) ctx.remove('Set-Cookie');
+  else ctx.set('Set-Cookie', kept);
 }

@@ -7,15 +7,15 @@
  * Keygrip-based `name.sig` cookie pair: one cookie instead of two, and one HMAC per request instead
  * of Keygrip's HMAC-SHA1 plus a double-HMAC comparison (the benchmark in the README shows the gap).
  *
- * "Issued at" is when the session id was made (seconds, base 36). It is covered by the signature,
- * so it can back an absolute session lifetime without storing anything more.
+ * "Issued at" is when the session id was made (Unix milliseconds, base 36). It is covered by the
+ * signature, so it can back an absolute session lifetime, to the millisecond, without storing anything more.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ownCopy } from '../strings.ts';
 
 export interface SessionCookie {
   readonly id: string;
-  /** Unix time in seconds when the id was issued. */
+  /** Unix time in milliseconds when the id was issued. */
   readonly issuedAt: number;
   /** Which key verified it: 0 is the current one; more means the cookie should be re-signed. */
   readonly keyIndex: number;
@@ -23,8 +23,9 @@ export interface SessionCookie {
 
 /** nanoid's default: 21 characters of A-Za-z0-9_- (126 random bits). */
 const SESSION_ID = /^[A-Za-z0-9_-]{21}$/;
-const COOKIE_VALUE = /^([A-Za-z0-9_-]{21})\.([0-9a-z]{1,8})\.([A-Za-z0-9_-]{43})$/;
-const MAX_COOKIE_VALUE_LENGTH = 21 + 1 + 8 + 1 + 43;
+/** Milliseconds in base 36 take 8 digits until 2059; 9 allows for the year 5000. */
+const COOKIE_VALUE = /^([A-Za-z0-9_-]{21})\.([0-9a-z]{1,9})\.([A-Za-z0-9_-]{43})$/;
+const MAX_COOKIE_VALUE_LENGTH = 21 + 1 + 9 + 1 + 43;
 
 /**
  * How many recently verified cookie values are remembered. An HMAC is the largest single cost of

@@ -4,7 +4,7 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { createApp } from '../../app/app.ts';
+import { type AppDependencies, createApp } from '../../app/app.ts';
 import { createHttpServer } from '../../app/http-server.ts';
 import type { Lifecycle } from '../../app/lifecycle.ts';
 import { createLogger } from '../../app/logger.ts';
@@ -32,6 +32,10 @@ export interface StartOptions {
   readonly store?: SessionStore;
   /** Keep the store open on close (when the test passes its own). */
   readonly keepStore?: boolean;
+  /** Wraps the store the app uses (a store that pauses on demand, to force an interleaving). */
+  readonly wrapStore?: (store: SessionStore) => SessionStore;
+  /** The app's session routes; the seed's three by default. */
+  readonly routes?: AppDependencies['routes'];
 }
 
 export async function startApp(env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningApp> {
@@ -40,7 +44,7 @@ export async function startApp(env: Record<string, string> = {}, options: StartO
   const logger = createLogger(config.log.level, (line) => lines.push(line));
   const store = options.store ?? (await createStore(config, logger));
   const lifecycle: Lifecycle = { shuttingDown: false };
-  const app = createApp({ config, store, logger, lifecycle });
+  const app = createApp({ config, store: options.wrapStore?.(store) ?? store, logger, lifecycle, routes: options.routes });
   const server = createHttpServer(app, config.http).listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
