@@ -1,6 +1,7 @@
 /**
- * One contract, every store: the memory store always, the Redis store whenever REDIS_URL is set.
- * Real time here (Redis keeps its own clock), with short lifetimes and wide margins.
+ * One contract (app/stores/store.ts), every store: the memory store always, the Redis store whenever
+ * REDIS_URL is set. Real time here (Redis keeps its own clock), with short lifetimes and wide margins:
+ * every wait stays at least 0.2 TTL away from an expiry edge.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
@@ -9,7 +10,10 @@ import type { SessionStore } from '../app/stores/store.ts';
 import { openTestRedisStore, redisTest } from './helpers/redis.ts';
 
 const test = anyTest as TestFn;
-const DEFAULT_MAX_AGE_MS = 600;
+/** The short idle lifetime most cases use. */
+const TTL = 600;
+/** A lifetime no case outlives. */
+const LONG = 60_000;
 
 interface StoreUnderTest {
   readonly name: string;
@@ -22,7 +26,7 @@ const STORES: StoreUnderTest[] = [
     name: 'memory',
     test,
     async open() {
-      const store = new MemoryStore({ defaultMaxAgeMs: DEFAULT_MAX_AGE_MS, maxEntries: 1_000 });
+      const store = new MemoryStore({ maxEntries: 1_000 });
       return { store, cleanUp: () => store.close() };
     },
   },
@@ -30,7 +34,7 @@ const STORES: StoreUnderTest[] = [
     name: 'redis',
     test: redisTest(test),
     async open() {
-      const { store, close } = await openTestRedisStore(DEFAULT_MAX_AGE_MS);
+      const { store, close } = await openTestRedisStore();
       return { store, cleanUp: close };
     },
   },
@@ -45,50 +49,124 @@ for (const { name, test: storeTest, open } of STORES) {
     });
 
   contract('an unknown id is undefined, including object-property names', async (t, store) => {
-    for (const id of ['never-set', '__proto__', 'constructor', 'toString']) t.is(await store.get(id, 'session'), undefined, id);
+    for (const id of ['never-set', '__proto__', 'constructor', 'toString', 'hasOwnProperty']) t.is(await store.get(id, TTL), undefined, id);
   });
 
-  contract('set then get returns an equal copy of JSON values', async (t, store) => {
-    const session = { time: 1_795_712_607, nested: { list: [1, 'two', null, true] }, _session: true };
-    await store.set('a', session, 'session');
-    const read = await store.get('a', 'session');
-    t.deepEqual(read, session);
-    t.not(read, session, 'not the object that was saved');
-    (read!.nested as { list: unknown[] }).list.push('changed');
-    t.deepEqual(await store.get('a', 'session'), session, 'changing a read copy changes nothing stored');
+  contract('create then get returns the same text, whatever it holds', async (t, store) => {
+    const texts = {
+      json: '{"time":1795712607,"nested":{"list":[1,"two",null,true]},"_session":true}',
+      notJson: 'not json {',
+      unicode: 'é 😀 \u2028 "quoted" \\ \u0000',
+      long: 'x'.repeat(64 * 1024),
+    };
+    for (const [id, text] of Object.entries(texts)) t.true(await store.create(id, text, LONG), id);
+    for (const [id, text] of Object.entries(texts)) t.is(await store.get(id, LONG), text, id);
+    t.true(await store.create('__proto__', 'proto', LONG), 'object-property names are ordinary ids');
+    t.is(await store.get('__proto__', LONG), 'proto');
+    t.is(await store.get('constructor', LONG), undefined);
   });
 
-  contract('set replaces; destroy removes; destroying an unknown id is fine', async (t, store) => {
-    await store.set('a', { n: 1 }, 'session');
-    await store.set('a', { n: 2 }, 'session');
-    t.deepEqual(await store.get('a', 'session'), { n: 2 });
-    await store.destroy('a');
-    await store.destroy('a');
-    t.is(await store.get('a', 'session'), undefined);
+  contract('create on an existing id is false and changes nothing, not even the lifetime', async (t, store) => {
+    t.true(await store.create('a', 'first', TTL));
+    await sleep(TTL * 0.6);
+    t.false(await store.create('a', 'second', LONG));
+    await sleep(TTL * 0.6); // 1.2 TTL since the create, no read in between: the failed create renewed nothing
+    t.is(await store.get('a', TTL), undefined);
   });
 
-  contract("an idle session expires after the default lifetime, for maxAge undefined and 'session'", async (t, store) => {
-    await store.set('undefined', { n: 1 }, undefined);
-    await store.set('session', { n: 1 }, 'session');
-    await sleep(DEFAULT_MAX_AGE_MS * 2.5);
-    t.is(await store.get('undefined', undefined), undefined);
-    t.is(await store.get('session', 'session'), undefined);
+  contract('create on an existing id leaves the text as it was', async (t, store) => {
+    t.true(await store.create('a', 'first', LONG));
+    t.false(await store.create('a', 'second', LONG));
+    t.is(await store.get('a', LONG), 'first');
   });
 
-  contract('a numeric maxAge is that call\'s idle lifetime', async (t, store) => {
-    await store.set('long', { n: 1 }, 20_000);
-    await sleep(DEFAULT_MAX_AGE_MS * 2.5);
-    t.deepEqual(await store.get('long', 20_000), { n: 1 });
+  contract('of concurrent creates of one id, exactly one succeeds, and its text is stored', async (t, store) => {
+    const results = await Promise.all(['t0', 't1', 't2', 't3', 't4'].map((text) => store.create('race', text, LONG)));
+    t.is(results.filter(Boolean).length, 1);
+    t.is(await store.get('race', LONG), `t${results.indexOf(true)}`);
   });
 
-  contract('sliding expiry: reads renew the lifetime', async (t, store) => {
-    await store.set('a', { n: 1 }, 'session');
+  contract('an expired id counts as unused: create succeeds again', async (t, store) => {
+    t.true(await store.create('a', 'old', TTL));
+    await sleep(TTL * 2);
+    t.true(await store.create('a', 'new', LONG));
+    t.is(await store.get('a', LONG), 'new');
+  });
+
+  contract('update replaces the text of an existing id and renews it to its own lifetime', async (t, store) => {
+    t.true(await store.create('a', 'v1', TTL));
+    await sleep(TTL * 0.6);
+    t.true(await store.update('a', 'v2', LONG));
+    await sleep(TTL * 1.5); // past the first lifetime: the update's own lifetime holds
+    t.is(await store.get('a', LONG), 'v2');
+  });
+
+  contract('update of an unknown id is false and creates nothing', async (t, store) => {
+    t.false(await store.update('never-set', 'text', LONG));
+    t.is(await store.get('never-set', LONG), undefined);
+    t.false(await store.update('never-set', 'text', LONG), 'still nothing there');
+  });
+
+  contract('update of a destroyed id is false and brings nothing back', async (t, store) => {
+    t.true(await store.create('a', 'v1', LONG));
+    t.true(await store.destroy('a'));
+    t.false(await store.update('a', 'v2', LONG));
+    t.is(await store.get('a', LONG), undefined);
+  });
+
+  contract('update of an expired id is false and brings nothing back', async (t, store) => {
+    t.true(await store.create('a', 'v1', TTL));
+    await sleep(TTL * 2);
+    t.false(await store.update('a', 'v2', LONG));
+    t.is(await store.get('a', LONG), undefined);
+  });
+
+  contract('destroy is true for an existing id, then false; false for unknown and expired ids', async (t, store) => {
+    t.true(await store.create('a', 'v1', LONG));
+    t.true(await store.create('short', 'v1', TTL));
+    t.true(await store.destroy('a'));
+    t.false(await store.destroy('a'), 'the second destroy finds nothing');
+    t.is(await store.get('a', LONG), undefined);
+    t.false(await store.destroy('never-set'));
+    await sleep(TTL * 2);
+    t.false(await store.destroy('short'), 'an expired id did not exist a moment before');
+  });
+
+  contract('a destroy racing an update leaves the id gone, whichever runs first', async (t, store) => {
+    t.true(await store.create('a', 'v1', LONG));
+    const [updated, destroyed] = await Promise.all([store.update('a', 'v2', LONG), store.destroy('a')]);
+    t.true(destroyed, 'the destroy found the id (the update never removes it)');
+    t.is(typeof updated, 'boolean');
+    t.is(await store.get('a', LONG), undefined);
+    t.false(await store.update('a', 'v3', LONG));
+  });
+
+  contract('an idle id expires after its lifetime', async (t, store) => {
+    t.true(await store.create('a', 'v1', TTL));
+    await sleep(TTL * 0.6);
+    t.is(await store.get('a', TTL), 'v1', 'alive before');
+    await sleep(TTL * 1.6);
+    t.is(await store.get('a', TTL), undefined, 'gone after');
+  });
+
+  contract('sliding expiry: each read renews the lifetime', async (t, store) => {
+    t.true(await store.create('a', 'v1', TTL));
     for (let i = 0; i < 6; i++) {
-      await sleep(DEFAULT_MAX_AGE_MS / 3);
-      t.deepEqual(await store.get('a', 'session'), { n: 1 }, `read ${i + 1}`);
+      await sleep(TTL / 3);
+      t.is(await store.get('a', TTL), 'v1', `read ${i + 1}`); // 2 TTL in all: alive only thanks to the reads
     }
-    await sleep(DEFAULT_MAX_AGE_MS * 2.5);
-    t.is(await store.get('a', 'session'), undefined);
+    await sleep(TTL * 1.6);
+    t.is(await store.get('a', TTL), undefined);
+  });
+
+  contract("a read renews to the read's lifetime, shorter or longer than the one before", async (t, store) => {
+    t.true(await store.create('shortened', 'v', LONG));
+    t.true(await store.create('lengthened', 'v', TTL));
+    t.is(await store.get('shortened', TTL), 'v');
+    t.is(await store.get('lengthened', LONG), 'v');
+    await sleep(TTL * 1.6);
+    t.is(await store.get('shortened', LONG), undefined, 'the read cut the lifetime to TTL');
+    t.is(await store.get('lengthened', LONG), 'v', 'the read extended it');
   });
 
   contract('health reports ok', async (t, store) => {

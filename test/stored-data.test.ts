@@ -84,7 +84,7 @@ test('a handler that stores a reserved field name fails loudly at write instead 
   const app = await appForTest(t, {}, {
     routes: (router, session) => {
       router.all('/bad', session.change, (ctx) => {
-        (ctx.session as unknown as Record<string, unknown>).constructor = 'x';
+        Reflect.set(ctx.session, 'constructor', 'x');
         ctx.body = 'ok';
       });
     },

@@ -3,7 +3,10 @@
  * declares it here, with the fields this app keeps. Add your own fields to SessionData.
  */
 
-/** What the app keeps in a session. */
+/**
+ * What the app keeps in a session. Field names must not start with `_` or be one of koa-session's own
+ * (toJSON, save, regenerate, isNew, maxAge, …) or `constructor`: see app/session/stored-session.ts.
+ */
 export interface SessionData {
   /** Unix time in seconds of the last /set. */
   time?: number;

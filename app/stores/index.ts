@@ -8,8 +8,8 @@ import type { SessionStore } from './store.ts';
 export async function createStore(config: Config, logger: Logger): Promise<SessionStore> {
   switch (config.session.store) {
     case 'memory':
-      return new MemoryStore({ defaultMaxAgeMs: config.session.maxAgeMs, maxEntries: config.session.maxEntries });
+      return new MemoryStore({ maxEntries: config.session.maxEntries });
     case 'redis':
-      return RedisStore.connect({ ...config.redis, defaultMaxAgeMs: config.session.maxAgeMs, logger });
+      return RedisStore.connect({ ...config.redis, logger });
   }
 }
