@@ -90,15 +90,15 @@ function issuedAtOf(cookie: string): number {
   return Number.parseInt(cookie.split('.')[1], 36);
 }
 
-test('SESSION_MAX_ENTRIES bounds the memory store: the least recently used session is evicted', async (t) => {
+test('SESSION_MAX_ENTRIES bounds the memory store: a session never read again is evicted first', async (t) => {
   const app = await appForTest(t, { SESSION_MAX_ENTRIES: '3' });
   const browsers = [0, 1, 2, 3].map(() => new Browser(app.url));
   for (const browser of browsers.slice(0, 3)) await browser.request('/set');
-  // Reading session 0 makes session 1 the least recently used.
+  // Reading session 0 again protects it; session 1 is then the oldest session never read again.
   t.deepEqual(Object.keys(await browsers[0].json('/get')), ['time']);
   await browsers[3].request('/set');
   t.is((await app.store.health()).sessions, 3, 'never more than SESSION_MAX_ENTRIES');
-  t.deepEqual(await browsers[1].json('/get'), {}, 'the least recently used session was evicted');
+  t.deepEqual(await browsers[1].json('/get'), {}, 'the oldest session never read again was evicted');
   for (const index of [0, 2, 3]) {
     t.deepEqual(Object.keys(await browsers[index].json('/get')), ['time'], `session ${index} is kept`);
   }
