@@ -1,8 +1,8 @@
 /**
  * What the app knows of the process's life: whether shutdown has begun. It drives GET /healthz, for
  * load balancers and orchestrators (200 while the store answers; 503 once shutdown has begun, so
- * traffic drains away, or while the store is unreachable; it never touches a session), and asks
- * keep-alive clients to reconnect elsewhere during shutdown.
+ * traffic drains away during SHUTDOWN_DRAIN, or while the store is unreachable; it never touches a
+ * session), and asks keep-alive clients to reconnect elsewhere during shutdown.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type Router from '@koa/router';
@@ -12,8 +12,13 @@ import type { SessionStore } from './stores/store.ts';
 const EVENT_LOOP_SAMPLING_MS = 10;
 
 export interface Lifecycle {
-  /** Set by the server entry when SIGTERM/SIGINT arrives. */
+  /** Set by the server entry when SIGTERM/SIGINT arrives: /healthz answers 503 from then on. */
   shuttingDown: boolean;
+  /**
+   * Whether answers carry `Connection: close`; when unset, exactly while shutting down. The server
+   * entry lets connections stay open for a moment just before it closes its listener (app/server.ts).
+   */
+  closeConnections?: boolean;
 }
 
 export function addHealthRoute(router: Router, store: SessionStore, lifecycle: Lifecycle): void {
@@ -42,10 +47,14 @@ export function addHealthRoute(router: Router, store: SessionStore, lifecycle: L
   });
 }
 
-/** During shutdown, answers carry `Connection: close` so keep-alive clients move to another instance. */
+/**
+ * During shutdown, answers carry `Connection: close`: the keep-alive client closes the connection
+ * itself once it has the answer, and opens its next one elsewhere. (The server never closes a
+ * keep-alive connection under a client that may be sending on it.)
+ */
 export function closeConnectionsOnShutdown(lifecycle: Lifecycle): Middleware {
   return function closeOnShutdown(ctx, next) {
-    if (lifecycle.shuttingDown) ctx.set('Connection', 'close');
+    if (lifecycle.closeConnections ?? lifecycle.shuttingDown) ctx.set('Connection', 'close');
     return next();
   };
 }

@@ -1,15 +1,68 @@
-/** The real server process: start-up output, serving, and graceful shutdown on signals. */
-import { connect } from 'node:net';
+/**
+ * The real server process: start-up output, serving, and graceful shutdown on signals (drain,
+ * listener close, deadline). Every test starts its own server; they run one at a time so that this
+ * file never has more than one server process (and its load) on the machine at once.
+ */
+import { Agent, type IncomingHttpHeaders, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import test from 'ava';
+import anyTest, { type TestFn } from 'ava';
 import { Browser } from './helpers/browser.ts';
 import { TEST_KEY } from './helpers/app.ts';
-import { startServerProcess } from './helpers/process.ts';
+import { killOnTeardown, logLines, type ServerProcess, startServerProcess, waitForOutput } from './helpers/process.ts';
+
+const test = anyTest.serial as TestFn;
+
+async function startServer(t: { teardown(fn: () => unknown): void }, env: Record<string, string>) {
+  const server = await startServerProcess(env);
+  killOnTeardown(t, server);
+  return server;
+}
+
+/** Resolves with the exit code and how long after `since` the process ended. */
+async function exitOf(server: ServerProcess, since: number): Promise<{ code: number | string; afterMs: number }> {
+  const code = await server.exited;
+  return { code, afterMs: Date.now() - since };
+}
+
+/** A raw TCP connection to the server, collecting what it receives. */
+async function rawConnection(url: string): Promise<{ socket: Socket; received: () => string; ended: Promise<unknown> }> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  await once(socket, 'connect');
+  let received = '';
+  socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+  const ended = new Promise((resolve) => socket.once('close', resolve));
+  socket.on('error', () => {}); // a reset shows as a missing or partial answer
+  return { socket, received: () => received, ended };
+}
+
+/** Waits until `check` holds, polling; fails after `timeoutMs`. */
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** Whether a connection to the URL's port is refused (ECONNREFUSED), as opposed to accepted. */
+async function connectionRefused(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  try {
+    await once(socket, 'connect');
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+  } finally {
+    socket.destroy();
+  }
+}
 
 test('npm start prints one line with the URL, serves the routes, and exits 0 on SIGTERM', async (t) => {
-  const server = await startServerProcess({ SESSION_KEYS: TEST_KEY });
-  t.teardown(() => server.child.kill('SIGKILL'));
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '300ms', HTTP_KEEP_ALIVE_TIMEOUT: '1s' });
   const lines = server.stdout().trimEnd().split('\n');
   t.is(lines.length, 1, 'one line at start');
   t.regex(lines[0], /listening on http:\/\/127\.0\.0\.1:\d+/);
@@ -18,18 +71,23 @@ test('npm start prints one line with the URL, serves the routes, and exits 0 on 
   t.is((await browser.request('/set')).body, 'ok');
   t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
 
-  // A keep-alive connection left open by the client must not hold the exit up.
-  const started = Date.now();
+  // fetch keeps its connection open; the server leaves it to the keep-alive timeout (1 s here),
+  // which bounds the exit.
+  const signalled = Date.now();
   server.child.kill('SIGTERM');
-  t.is(await server.exited, 0);
-  t.true(Date.now() - started < 4_000, 'exits within a few seconds');
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 0);
+  t.true(exit.afterMs < 5_000, `exits within a few seconds (${exit.afterMs} ms)`);
   t.is(server.stderr(), '');
   t.notRegex(server.stdout(), new RegExp(browser.cookies.get('sid')!.split('.')[0]), 'no raw session id in the logs');
+  t.deepEqual(
+    logLines(server).map((line) => line.msg).filter((msg) => msg !== 'request'),
+    ['listening on ' + server.url, 'shutting down', 'listener closed', 'stopped'],
+  );
 });
 
 test('without SESSION_KEYS (development) a random key is made, with a one-line warning', async (t) => {
-  const server = await startServerProcess({});
-  t.teardown(() => server.child.kill('SIGKILL'));
+  const server = await startServer(t, {});
   const lines = server.stdout().trimEnd().split('\n');
   t.is(lines.length, 2);
   t.regex(lines[0], /"level":"warn".*SESSION_KEYS is not set/);
@@ -38,24 +96,294 @@ test('without SESSION_KEYS (development) a random key is made, with a one-line w
   t.is(await server.exited, 0, 'SIGINT too');
 });
 
-test('a request in flight when SIGTERM arrives is answered before the process exits', async (t) => {
-  const server = await startServerProcess({ SESSION_KEYS: TEST_KEY });
-  t.teardown(() => server.child.kill('SIGKILL'));
-  const url = new URL(server.url);
-  const socket = connect(Number(url.port), url.hostname);
-  await once(socket, 'connect');
-  let answer = '';
-  socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-  socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n'); // headers not finished yet
+test('start-up warnings from the settings are printed, one warn line each (a short SESSION_KEYS key in development)', async (t) => {
+  const server = await startServer(t, { SESSION_KEYS: 'short' });
+  const lines = logLines(server);
+  t.is(lines.length, 2, server.stdout());
+  t.like(lines[0], { level: 'warn' });
+  t.regex(String(lines[0].msg), /SESSION_KEYS has a key shorter than 32 characters/);
+  t.regex(String(lines[1].msg), /^listening on /);
+  t.false(server.stdout().includes('"short"'), 'the key itself is not printed');
+  server.child.kill('SIGINT');
+  t.is(await server.exited, 0);
+});
+
+test('during the drain /healthz answers 503 while the routes still answer 200 with Connection: close, even on a connection idle since before SIGTERM', async (t) => {
+  // The last quarter of the drain (at most 500 ms) is the settle step, when answers keep their
+  // connection open (see app/server.ts); all of this happens well before it.
+  const drainMs = 5_000;
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: `${drainMs}ms`, SHUTDOWN_TIMEOUT: '15s' });
+  // A keep-alive connection that has had one answer and then sits idle across the signal.
+  const idle = await rawConnection(server.url);
+  idle.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await until(() => /\r\n\r\n\{.*\}$/s.test(idle.received()), 'the first answer');
+  t.regex(idle.received(), /^HTTP\/1\.1 200 OK/);
+  t.regex(idle.received(), /\r\nkeep-alive: timeout=5\r\n/i, 'kept alive, with the timeout announced');
+
+  const signalled = Date.now();
+  server.child.kill('SIGTERM');
+  await waitForOutput(server, /"msg":"shutting down"/);
+
+  const health = await fetch(`${server.url}/healthz`);
+  t.is(health.status, 503);
+  t.like(await health.json(), { status: 'shutting down' });
+  t.is(health.headers.get('connection'), 'close');
+  const browser = new Browser(server.url);
+  const set = await browser.request('/set');
+  t.is(set.status, 200);
+  t.is(set.body, 'ok');
+  t.is(set.headers.get('connection'), 'close', 'clients are told to reconnect elsewhere');
+  t.is((await browser.request('/get')).status, 200, 'new connections are still accepted');
+
+  const before = idle.received().length;
+  idle.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await idle.ended;
+  const second = idle.received().slice(before);
+  t.regex(second, /^HTTP\/1\.1 200 OK/, 'the idle connection was not closed under the client: its next request is answered');
+  t.regex(second, /\r\nconnection: close\r\n/i);
+  t.regex(second, /\r\n\r\nok$/, 'in whole, and then the server closed it');
+  t.true(Date.now() - signalled < drainMs - 500, 'all of this within the drain, before its settle step');
+
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 0);
+  t.true(exit.afterMs >= drainMs, `the listener stays open for the drain (${exit.afterMs} ms)`);
+  t.true(exit.afterMs < drainMs + 5_000, `then the process exits (${exit.afterMs} ms)`);
+  t.is(server.stderr(), '');
+});
+
+test('after the drain new connections are refused, while a request in flight is answered before the process exits 0', async (t) => {
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '500ms', SHUTDOWN_TIMEOUT: '15s' });
+  const inFlight = await rawConnection(server.url);
+  inFlight.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n'); // headers not finished yet
 
   await sleep(200);
   server.child.kill('SIGTERM');
-  await sleep(300);
-  socket.write('\r\n');
+  await waitForOutput(server, /"msg":"listener closed"/);
+  t.true(await connectionRefused(server.url), 'a new connection is refused (ECONNREFUSED)');
+  t.is(server.child.exitCode, null, 'the process waits for the request in flight');
+  inFlight.socket.write('\r\n');
 
   t.is(await server.exited, 0);
+  const answer = inFlight.received();
   t.regex(answer, /^HTTP\/1\.1 200 OK/);
   t.regex(answer, /\r\nconnection: close\r\n/i, 'told to reconnect elsewhere');
   t.regex(answer, /\r\n\r\nok$/);
-  t.regex(server.stdout(), /"msg":"shutting down"[\s\S]*"msg":"stopped"/);
+  t.regex(server.stdout(), /"msg":"shutting down"[\s\S]*"msg":"listener closed"[\s\S]*"msg":"stopped"/);
+});
+
+test('SIGINT skips the drain, and does not wait for idle keep-alive connections', async (t) => {
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '10s', SHUTDOWN_TIMEOUT: '20s', HTTP_KEEP_ALIVE_TIMEOUT: '10s' });
+  const idle = await rawConnection(server.url);
+  idle.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await until(() => idle.received().includes('"status":"ok"'), 'the first answer');
+
+  const signalled = Date.now();
+  server.child.kill('SIGINT');
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 0);
+  t.true(exit.afterMs < 5_000, `exits at once, not after the 10 s drain or keep-alive timeout (${exit.afterMs} ms)`);
+  t.like(logLines(server).find((line) => line.msg === 'shutting down'), { signal: 'SIGINT', drainMs: 0 });
+});
+
+test('SIGINT during a SIGTERM drain ends the drain', async (t) => {
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '20s', SHUTDOWN_TIMEOUT: '30s' });
+  const signalled = Date.now();
+  server.child.kill('SIGTERM');
+  await waitForOutput(server, /"msg":"shutting down"/);
+  t.is((await fetch(`${server.url}/healthz`)).status, 503, 'draining');
+  server.child.kill('SIGINT');
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 0);
+  t.true(exit.afterMs < 10_000, `well before the 20 s drain would have ended (${exit.afterMs} ms)`);
+});
+
+test('a request that never completes makes the process exit 1 after SHUTDOWN_TIMEOUT, with one error line', async (t) => {
+  // No route waits for anything (none reads a request body), so the request that never completes
+  // is one whose headers never end; the headers timeout is set well past the shutdown deadline.
+  const timeoutMs = 2_000;
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: '200ms',
+    SHUTDOWN_TIMEOUT: `${timeoutMs}ms`,
+    HTTP_HEADERS_TIMEOUT: '60s',
+    HTTP_REQUEST_TIMEOUT: '60s',
+  });
+  const stuck = await rawConnection(server.url);
+  stuck.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n');
+  await sleep(100);
+
+  const signalled = Date.now();
+  server.child.kill('SIGTERM');
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 1);
+  t.true(exit.afterMs >= timeoutMs - 100, `not before the deadline (${exit.afterMs} ms)`);
+  t.true(exit.afterMs < timeoutMs + 5_000, `soon after it (${exit.afterMs} ms)`);
+  const errors = logLines(server).filter((line) => line.level === 'error');
+  t.is(errors.length, 1);
+  t.like(errors[0], { msg: 'shutdown deadline passed; exiting with connections still open', timeoutMs, openConnections: 1 });
+  t.false(logLines(server).some((line) => line.msg === 'stopped'));
+  t.is(server.stderr(), '');
+  t.is(stuck.received(), '', 'the stuck request got no answer');
+});
+
+test('a client stalling in its headers during shutdown is still cut off by HTTP_HEADERS_TIMEOUT, and the exit is 0', async (t) => {
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', SHUTDOWN_TIMEOUT: '8s', HTTP_HEADERS_TIMEOUT: '1s', HTTP_REQUEST_TIMEOUT: '2s' });
+  const stalled = await rawConnection(server.url);
+  stalled.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n');
+
+  const signalled = Date.now();
+  server.child.kill('SIGTERM');
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 0);
+  t.true(exit.afterMs < 6_000, `well before the 8 s deadline (${exit.afterMs} ms)`);
+  t.regex(stalled.received(), /^HTTP\/1\.1 408 /);
+});
+
+test('idle keep-alive connections are left to their timeout, but closed shortly before the deadline when it is too long', async (t) => {
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', SHUTDOWN_TIMEOUT: '4s', HTTP_KEEP_ALIVE_TIMEOUT: '60s' });
+  const idle = await rawConnection(server.url);
+  idle.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await until(() => idle.received().includes('"status":"ok"'), 'the first answer');
+
+  const signalled = Date.now();
+  server.child.kill('SIGTERM');
+  await waitForOutput(server, /"msg":"listener closed"/);
+  await sleep(1_000);
+  t.is(server.child.exitCode, null, 'the idle connection is not closed when the listener closes');
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 0, 'closed before the deadline: an idle connection alone does not fail the exit');
+  t.true(exit.afterMs >= 2_000, `not before the cut-off, about 1 s before the 4 s deadline (${exit.afterMs} ms)`);
+  await idle.ended;
+});
+
+// ---------------------------------------------------------------------------------------------
+// Keep-alive clients sending back to back through a SIGTERM.
+
+interface Tally {
+  /** Whole 200 answers with the expected body. */
+  answered: number;
+  /** Of those, answers carrying `Connection: close`. */
+  answeredWithClose: number;
+  /** Answers on a reused (kept-alive) connection. */
+  onReusedConnection: number;
+  /** Requests started after the "shutting down" line was seen whose answer kept the connection open (the settle step). */
+  keptAliveDuringShutdown: number;
+  /** Clients whose last answer carried `Connection: close` (told to go away before the listener closed). */
+  lastAnswerSaidClose: number;
+  /** ECONNREFUSED: the listener was closed; the request never reached the server. */
+  refused: number;
+  /** Anything else: resets, hang-ups, timeouts, wrong or partial answers. */
+  failures: string[];
+}
+
+interface Answer {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+  readonly reusedSocket: boolean;
+}
+
+function get(agent: Agent, url: string, headers: Record<string, string>, timeoutMs: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body, reusedSocket: req.reusedSocket }));
+      res.on('error', reject); // "aborted": the answer was cut off
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'UNANSWERED' })));
+    req.on('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { reusedSocket: req.reusedSocket })));
+    req.end();
+  });
+}
+
+/** One client: its own keep-alive Agent (one socket), /set then /set again, back to back, until `stop()`. */
+async function keepAliveClient(url: string, tally: Tally, shutdownSeen: () => boolean, stop: () => boolean, maxRequests: number): Promise<void> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  let cookie: string | undefined;
+  let lastAnswerSaidClose = false;
+  try {
+    for (let i = 0; i < maxRequests && !stop(); i++) {
+      const duringShutdown = shutdownSeen();
+      try {
+        const answer = await get(agent, `${url}/set`, cookie === undefined ? {} : { cookie }, 10_000);
+        const setCookie = answer.headers['set-cookie']?.find((line) => line.startsWith('sid='));
+        if (setCookie !== undefined) cookie = setCookie.split(';')[0];
+        if (answer.status !== 200 || answer.body !== 'ok') {
+          tally.failures.push(`answered ${answer.status}: ${answer.body.slice(0, 100)}`);
+          continue;
+        }
+        tally.answered++;
+        if (answer.reusedSocket) tally.onReusedConnection++;
+        lastAnswerSaidClose = answer.headers.connection === 'close';
+        if (lastAnswerSaidClose) tally.answeredWithClose++;
+        else if (duringShutdown) tally.keptAliveDuringShutdown++;
+      } catch (caught) {
+        const error = caught as NodeJS.ErrnoException & { reusedSocket?: boolean };
+        if (error.code === 'ECONNREFUSED') {
+          tally.refused++;
+          await sleep(20);
+        } else {
+          tally.failures.push(`${error.code ?? ''} ${error.message} (${error.reusedSocket ? 'reused' : 'new'} connection, after ${tally.answered} answers)`);
+        }
+      }
+    }
+  } finally {
+    agent.destroy();
+    if (lastAnswerSaidClose) tally.lastAnswerSaidClose++;
+  }
+}
+
+test('measured: 8 keep-alive clients sending back to back through a SIGTERM see no reset, hang-up or unanswered request', async (t) => {
+  const drainMs = 1_000;
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: `${drainMs}ms`, SHUTDOWN_TIMEOUT: '15s' });
+  const tally: Tally = { answered: 0, answeredWithClose: 0, onReusedConnection: 0, keptAliveDuringShutdown: 0, lastAnswerSaidClose: 0, refused: 0, failures: [] };
+  let exited = false;
+  void server.exited.then(() => (exited = true));
+  const started = Date.now();
+  // Whether the server has logged "shutting down" (looking only at the output not yet searched).
+  let seen = false;
+  let searchedUpTo = 0;
+  const shutdownSeen = () => {
+    if (!seen) {
+      const output = server.stdout();
+      seen = output.includes('"msg":"shutting down"', Math.max(0, searchedUpTo - 30));
+      searchedUpTo = output.length;
+    }
+    return seen;
+  };
+  // Bounded in time and in count: the loop ends when the server has exited, or after 30 s, or 20 000 requests a client.
+  const stop = () => exited || Date.now() - started > 30_000;
+  const clients = Array.from({ length: 8 }, () => keepAliveClient(server.url, tally, shutdownSeen, stop, 20_000));
+
+  await sleep(1_000); // under load, connections kept alive
+  const answeredBefore = tally.answered;
+  const reusedBefore = tally.onReusedConnection;
+  const signalled = Date.now();
+  server.child.kill('SIGTERM');
+  const exit = await exitOf(server, signalled);
+  await Promise.all(clients);
+
+  const summary = {
+    answeredBeforeSigterm: answeredBefore,
+    answeredAfterSigterm: tally.answered - answeredBefore,
+    answeredWithConnectionClose: tally.answeredWithClose,
+    keptAliveWhileSettling: tally.keptAliveDuringShutdown,
+    onReusedConnection: tally.onReusedConnection,
+    refusedAfterListenerClosed: tally.refused,
+    failures: tally.failures.length,
+    exitAfterMs: exit.afterMs,
+  };
+  t.log(JSON.stringify(summary));
+  for (const failure of tally.failures.slice(0, 10)) t.log(failure);
+
+  t.true(answeredBefore > 8 && reusedBefore > 0, 'the clients were sending, on kept-alive connections, when SIGTERM came');
+  t.true(tally.answered - answeredBefore > 8, 'and kept being answered during the drain');
+  t.true(tally.answeredWithClose >= 8, 'each client was told to close its connection');
+  t.is(tally.lastAnswerSaidClose, 8, 'each client\'s last answer told it to close its connection');
+  t.true(tally.refused > 0, 'then the next requests were refused (ECONNREFUSED)');
+  t.deepEqual(tally.failures, [], 'no ECONNRESET, hang-up, unanswered or partial request');
+  t.is(exit.code, 0);
+  t.true(exit.afterMs >= drainMs && exit.afterMs < 15_000, `exit after the drain, within the timeout (${exit.afterMs} ms)`);
+  t.is(server.stderr(), '');
 });

@@ -17,13 +17,22 @@ export interface ServerProcess {
   readonly child: ChildProcess;
   readonly stdout: () => string;
   readonly stderr: () => string;
-  /** Resolves with the exit code (or the signal name) when the process ends. */
+  /** Resolves with the exit code (or the signal name) when the process has ended and its output is all read. */
   readonly exited: Promise<number | string>;
 }
 
-/** Only what a server needs from the parent environment, plus the test's own settings. */
+/** Every child spawned here that has not exited: killed if the test worker exits first (a failed or timed-out test). */
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
+/**
+ * Only what a server needs from the parent environment, plus the test's own settings. No shutdown
+ * drain unless a test asks for one (test/server.test.ts does): there is no load balancer to wait for.
+ */
 function environment(env: Record<string, string>): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', ...env };
+  return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', SHUTDOWN_DRAIN: '0', ...env };
 }
 
 export interface SpawnOptions {
@@ -47,7 +56,12 @@ export function spawnServer(env: Record<string, string>, options: SpawnOptions =
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  liveChildren.add(child);
+  // 'close', not 'exit': 'exit' can come before the last output has been read from the pipes.
+  const exited = once(child, 'close').then(([code, signal]) => {
+    liveChildren.delete(child);
+    return (code ?? signal) as number | string;
+  });
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
@@ -87,4 +101,39 @@ export async function startServerProcess(env: Record<string, string>, options: S
   }
   server.child.kill('SIGKILL');
   throw new Error(`server did not start within ${timeoutMs} ms: ${server.stderr()}${server.stdout()}`);
+}
+
+/** Kills the server with SIGKILL when the test ends, passed or failed (a no-op once it has exited). */
+export function killOnTeardown(t: { teardown(fn: () => unknown): void }, server: ServerProcess): void {
+  t.teardown(async () => {
+    if (server.child.exitCode !== null || server.child.signalCode !== null) return;
+    server.child.kill('SIGKILL');
+    await server.exited;
+  });
+}
+
+/** The parsed JSON log lines the server has written to stdout so far (other lines are skipped). */
+export function logLines(server: ServerProcess): Array<Record<string, unknown>> {
+  const lines: Array<Record<string, unknown>> = [];
+  for (const line of server.stdout().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line still being written
+    }
+  }
+  return lines;
+}
+
+/** Waits until the server's stdout matches `pattern`; rejects if it exits first or `timeoutMs` passes. */
+export async function waitForOutput(server: ServerProcess, pattern: RegExp, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited: number | string | undefined;
+  void server.exited.then((code) => (exited = code));
+  while (!pattern.test(server.stdout())) {
+    if (exited !== undefined) throw new Error(`server exited (${exited}) before printing ${pattern}: ${server.stderr()}${server.stdout().slice(-2_000)}`);
+    if (Date.now() > deadline) throw new Error(`server did not print ${pattern} within ${timeoutMs} ms: ${server.stderr()}${server.stdout().slice(-2_000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
