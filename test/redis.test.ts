@@ -1,15 +1,37 @@
 /**
  * Scaling out: real server processes sharing sessions through a real Redis, restarts, TTLs in
- * Redis itself, start-up errors, and an outage with recovery on a Redis server the test owns.
+ * Redis itself, start-up errors; the store's conditional writes against a real Redis; and outages
+ * (Redis killed, or paused with SIGSTOP so that it accepts connections but answers nothing) with
+ * recovery, on Redis servers the tests start themselves.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import anyTest, { type TestFn } from 'ava';
-import { Browser } from './helpers/browser.ts';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { createLogger } from '../app/logger.ts';
+import type { RedisStore } from '../app/stores/redis.ts';
+import { StoreUnavailableError } from '../app/stores/store.ts';
+import { Browser, sessionIdOf } from './helpers/browser.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { spawnServer, startServerProcess } from './helpers/process.ts';
-import { deleteKeysWithPrefix, inspector, keysWithPrefix, OwnRedisServer, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import {
+  deleteKeysWithPrefix,
+  inspector,
+  keysWithPrefix,
+  openTestRedisStore,
+  OwnRedisServer,
+  ownRedisServer,
+  REDIS_URL,
+  redisTest,
+  type TestRedisStoreOptions,
+  uniquePrefix,
+} from './helpers/redis.ts';
 
 const test = redisTest(anyTest as TestFn);
+
+/** REDIS_COMMAND_TIMEOUT in the outage tests, and the most any call may take past it (a noisy shared VM). */
+const COMMAND_TIMEOUT_MS = 500;
+const SLACK_MS = 1_000;
+const BOUND_MS = COMMAND_TIMEOUT_MS + SLACK_MS;
+const TTL_MS = 60_000;
 
 function redisEnv(prefix: string, extra: Record<string, string> = {}): Record<string, string> {
   return { SESSION_KEYS: TEST_KEY, SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: prefix, ...extra };
@@ -20,6 +42,227 @@ async function serverPair(t: { teardown(fn: () => unknown): void }, env: Record<
   t.teardown(() => servers.forEach((server) => server.child.kill('SIGKILL')));
   return servers;
 }
+
+/** A store on REDIS_URL, closed (and its keys deleted) when the test ends, plus an inspecting client. */
+async function storeForTest(t: ExecutionContext, options: TestRedisStoreOptions = {}) {
+  const opened = await openTestRedisStore(options);
+  t.teardown(opened.close);
+  const redis = await inspector(options.url);
+  t.teardown(() => redis.close());
+  return { ...opened, redis };
+}
+
+/** Log lines written to memory, parsed. */
+function logSink() {
+  const lines: string[] = [];
+  return {
+    logger: createLogger('debug', (line) => lines.push(line)),
+    text: () => lines.join(''),
+    messages: () => lines.map((line) => (JSON.parse(line) as { msg: string }).msg),
+  };
+}
+
+/** Awaits a call that must fail with StoreUnavailableError; returns how long it took. */
+async function timeRejection(t: ExecutionContext, label: string, call: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  const error = await t.throwsAsync(call, { instanceOf: StoreUnavailableError }, label);
+  const elapsed = performance.now() - started;
+  t.true(elapsed < BOUND_MS, `${label} failed after ${Math.round(elapsed)} ms (${error?.message})`);
+  return elapsed;
+}
+
+/** Polls health() until it is ok; returns how long that took (Infinity if not within `withinMs`). */
+async function timeRecovery(store: RedisStore, withinMs: number): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < withinMs) {
+    if ((await store.health()).ok) return performance.now() - started;
+    await sleep(20);
+  }
+  return Infinity;
+}
+
+// --- The store against a real Redis: one round trip per call, conditional writes, TTLs ---
+
+test('store: create writes only an unused id, update only an existing one, each with a TTL', async (t) => {
+  const { store, keyPrefix, redis } = await storeForTest(t);
+  const key = (id: string) => keyPrefix + id;
+
+  t.true(await store.create('a', '{"n":1}', TTL_MS), 'create on an unused id');
+  t.is(await redis.get(key('a')), '{"n":1}');
+  const ttl = await redis.pTTL(key('a'));
+  t.true(ttl > TTL_MS - 5_000 && ttl <= TTL_MS, `TTL ${ttl}`);
+
+  t.false(await store.create('a', '{"n":2}', TTL_MS * 2), 'create on an existing id');
+  t.is(await redis.get(key('a')), '{"n":1}', 'nothing written');
+  t.true((await redis.pTTL(key('a'))) <= TTL_MS, 'TTL untouched');
+
+  t.true(await store.update('a', '{"n":3}', TTL_MS * 2), 'update on an existing id');
+  t.is(await redis.get(key('a')), '{"n":3}');
+  t.true((await redis.pTTL(key('a'))) > TTL_MS, 'update sets its own TTL');
+
+  t.false(await store.update('missing', '{"n":4}', TTL_MS), 'update on an unknown id');
+  t.is(await redis.exists(key('missing')), 0, 'and no key is created');
+
+  t.true(await store.destroy('a'), 'destroy of an existing id');
+  t.false(await store.destroy('a'), 'destroy of a destroyed id');
+  t.false(await store.update('a', '{"n":5}', TTL_MS), 'update after destroy');
+  t.is(await redis.exists(key('a')), 0, 'destroyed stays destroyed');
+
+  for (const id of ['x', '__proto__', 'constructor']) {
+    t.true(await store.create(id, 'text', TTL_MS), id);
+    t.true((await redis.pTTL(key(id))) > 0, `${id} has a TTL`);
+  }
+  t.is((await keysWithPrefix(redis, keyPrefix)).length, 3);
+});
+
+test('store: get returns the text and renews the TTL; unknown ids read undefined and create nothing', async (t) => {
+  const { store, keyPrefix, redis } = await storeForTest(t);
+  t.true(await store.create('a', 'any text, not parsed here', 1_000));
+  t.is(await store.get('a', TTL_MS), 'any text, not parsed here');
+  const ttl = await redis.pTTL(keyPrefix + 'a');
+  t.true(ttl > 1_000 && ttl <= TTL_MS, `read renewed the TTL to ${ttl}`);
+  t.is(await store.get('never-written', TTL_MS), undefined);
+  t.is(await store.get('__proto__', TTL_MS), undefined);
+  t.deepEqual(await keysWithPrefix(redis, keyPrefix), [keyPrefix + 'a']);
+});
+
+test('store: a key of another Redis type reads as empty text, not an outage, and destroy deletes it', async (t) => {
+  const { store, keyPrefix, redis } = await storeForTest(t);
+  await redis.rPush(keyPrefix + 'list', ['x', 'y']);
+  await redis.hSet(keyPrefix + 'hash', 'field', 'value');
+  t.is(await store.get('list', TTL_MS), '');
+  t.is(await store.get('hash', TTL_MS), '');
+  t.false(await store.create('list', 'text', TTL_MS), 'the id is taken');
+  t.true((await store.health()).ok);
+  t.true(await store.destroy('list'));
+  t.true(await store.destroy('hash'));
+  t.deepEqual(await keysWithPrefix(redis, keyPrefix), []);
+});
+
+// --- The store on a Redis that stops answering: deadlines, recycling, recovery ---
+
+async function storeOnOwnServer(t: ExecutionContext, server: OwnRedisServer, options: TestRedisStoreOptions = {}) {
+  const opened = await openTestRedisStore({ url: server.url, commandTimeoutMs: COMMAND_TIMEOUT_MS, connectTimeoutMs: 2_000, ...options });
+  t.teardown(async () => {
+    server.resume();
+    await opened.store.close();
+  });
+  return opened.store;
+}
+
+const CALLS: ReadonlyArray<[string, (store: RedisStore) => Promise<unknown>]> = [
+  ['get', (store) => store.get('a', TTL_MS)],
+  ['create', (store) => store.create('b', '{}', TTL_MS)],
+  ['update', (store) => store.update('a', '{}', TTL_MS)],
+  ['destroy', (store) => store.destroy('a')],
+];
+
+test('store: with Redis paused, every call fails with StoreUnavailableError within the command timeout', async (t) => {
+  const server = await ownRedisServer(t);
+  for (const [name, call] of CALLS) {
+    // A fresh store each time, so that each command meets a stalled connection, not a recycled one.
+    const store = await storeOnOwnServer(t, server);
+    t.true(await store.create('a', '{}', TTL_MS));
+    server.pause();
+    const elapsed = await timeRejection(t, `${name} on a stalled connection`, () => call(store));
+    t.true(elapsed >= COMMAND_TIMEOUT_MS - 50, `${name} waited for its deadline (${Math.round(elapsed)} ms)`);
+    t.log(`${name}: StoreUnavailableError after ${Math.round(elapsed)} ms (deadline ${COMMAND_TIMEOUT_MS} ms)`);
+    for (const [other, again] of CALLS) {
+      const fast = await timeRejection(t, `${other} after the connection stalled`, () => again(store));
+      t.true(fast < 100, `${other} failed at once without a connection (${Math.round(fast)} ms)`);
+    }
+    server.resume();
+    await store.close();
+  }
+
+  const store = await storeOnOwnServer(t, server);
+  server.pause();
+  const started = performance.now();
+  const health = await store.health();
+  const elapsed = performance.now() - started;
+  t.like(health, { ok: false, reachable: false });
+  t.true(elapsed < BOUND_MS, `health answered not ok after ${Math.round(elapsed)} ms`);
+  t.log(`health: { ok: false } after ${Math.round(elapsed)} ms`);
+});
+
+test('store: a burst of 50 calls on a paused Redis all settle within the bound, and it recovers after SIGCONT with the same store', async (t) => {
+  const server = await ownRedisServer(t, { password: 's3cret-pass' });
+  const logs = logSink();
+  const store = await storeOnOwnServer(t, server, { logger: logs.logger });
+  t.true(await store.create('kept', '{"n":1}', TTL_MS));
+
+  server.pause();
+  const started = performance.now();
+  const outcomes = await Promise.allSettled(
+    Array.from({ length: 50 }, (_, i) => {
+      const [, call] = CALLS[i % CALLS.length];
+      return call(store);
+    }),
+  );
+  const settledAfter = performance.now() - started;
+  t.true(
+    outcomes.every((outcome) => outcome.status === 'rejected' && outcome.reason instanceof StoreUnavailableError),
+    'every call failed with StoreUnavailableError',
+  );
+  t.true(settledAfter < BOUND_MS, `all 50 settled after ${Math.round(settledAfter)} ms`);
+  t.is(store.inFlight, 0, 'nothing left waiting');
+  t.log(`burst of 50 on a paused Redis: all settled after ${Math.round(settledAfter)} ms`);
+  t.false((await store.health()).ok);
+
+  await sleep(3_000); // a long outage: reconnection attempts keep meeting the paused server
+  server.resume();
+  const recovery = await timeRecovery(store, 10_000);
+  t.true(recovery < 10_000, 'the store reconnected by itself');
+  t.log(`recovered ${Math.round(recovery)} ms after SIGCONT`);
+  t.is(await store.get('kept', TTL_MS), '{"n":1}', 'the data is still there');
+  t.true(await store.update('kept', '{"n":2}', TTL_MS));
+
+  const messages = logs.messages();
+  t.is(messages.filter((message) => /redis unreachable/.test(message)).length, 1, messages.join('\n'));
+  t.is(messages.filter((message) => /redis reachable again/.test(message)).length, 1, messages.join('\n'));
+  t.notRegex(logs.text(), /s3cret-pass|kept/, 'no password, no session id in the logs');
+});
+
+test('store: calls in flight are bounded; past the bound they fail at once', async (t) => {
+  const server = await ownRedisServer(t);
+  const store = await storeOnOwnServer(t, server, { maxInFlight: 10 });
+  server.pause();
+  const started = performance.now();
+  const timings = await Promise.all(
+    Array.from({ length: 50 }, () =>
+      store.get('a', TTL_MS).then(
+        () => ({ ok: true, ms: performance.now() - started }),
+        (error: unknown) => ({ ok: !(error instanceof StoreUnavailableError), ms: performance.now() - started }),
+      ),
+    ),
+  );
+  t.true(timings.every(({ ok }) => !ok), 'every call failed with StoreUnavailableError');
+  const waited = timings.filter(({ ms }) => ms >= COMMAND_TIMEOUT_MS - 50).length;
+  t.is(waited, 10, 'only the 10 in flight waited for the deadline; the other 40 failed at once');
+  t.true(Math.max(...timings.map(({ ms }) => ms)) < BOUND_MS);
+});
+
+test('store: a Redis that is killed fails calls at once, and the store reconnects when it is back', async (t) => {
+  const server = await ownRedisServer(t);
+  const logs = logSink();
+  const store = await storeOnOwnServer(t, server, { logger: logs.logger });
+  await server.stop();
+  for (let attempt = 0; attempt < 100 && (await store.health()).ok; attempt++) await sleep(50); // until the client sees the close
+  for (const [name, call] of CALLS) {
+    t.true((await timeRejection(t, name, () => call(store))) < 100, `${name} failed at once`);
+  }
+  t.false((await store.health()).ok);
+  await server.start(); // same port, empty
+  const recovery = await timeRecovery(store, 10_000);
+  t.true(recovery < 10_000);
+  t.true(await store.create('a', '{}', TTL_MS));
+  t.deepEqual(
+    logs.messages().filter((message) => /redis/.test(message)),
+    ['redis unreachable; session requests answer 503 until it is back', 'redis reachable again'],
+  );
+});
+
+// --- Real server processes ---
 
 test('two server processes share sessions: made on one, read, changed and destroyed on the other', async (t) => {
   const prefix = uniquePrefix();
@@ -64,9 +307,11 @@ test('sessions survive a restart of every instance', async (t) => {
 });
 
 test('every key has a TTL in Redis, renewed on use, and Redis expires idle sessions by itself', async (t) => {
+  // Wide margins: this runs beside other tests on a small machine, where a request can take a second.
+  const maxAgeMs = 3_000;
   const prefix = uniquePrefix();
   t.teardown(() => deleteKeysWithPrefix(prefix));
-  const app = await appForTest(t, redisEnv(prefix, { SESSION_MAX_AGE: '1500ms' }));
+  const app = await appForTest(t, redisEnv(prefix, { SESSION_MAX_AGE: `${maxAgeMs}ms` }));
   const browsers = [0, 1, 2].map(() => new Browser(app.url));
   for (const browser of browsers) await browser.request('/set');
   const redis = await inspector();
@@ -75,14 +320,21 @@ test('every key has a TTL in Redis, renewed on use, and Redis expires idle sessi
   t.is(keys.length, 3);
   for (const key of keys) {
     const ttl = await redis.pTTL(key);
-    t.true(ttl > 0 && ttl <= 1_500, `${key} has TTL ${ttl}`);
+    t.true(ttl > 0 && ttl <= maxAgeMs, `${key} has TTL ${ttl}`);
   }
-  await sleep(900);
+  await sleep(maxAgeMs / 3);
+  const key = `${prefix}${sessionIdOf(browsers[0].cookies.get('sid'))}`;
+  const before = await redis.pTTL(key);
   await browsers[0].request('/get'); // renews one of them
-  const renewed = await redis.pTTL(`${prefix}${browsers[0].cookies.get('sid')!.split('.')[0]}`);
-  t.true(renewed > 1_000, `a read renewed the TTL (now ${renewed} ms)`);
-  await sleep(3_000); // no request at all meanwhile
-  t.deepEqual(await keysWithPrefix(redis, prefix), [], 'Redis expired every idle session on its own');
+  const renewed = await redis.pTTL(key);
+  t.true(before > 0 && renewed > before, `a read renewed the TTL (from ${before} to ${renewed} ms)`);
+  await sleep(maxAgeMs + 500); // no request at all meanwhile
+  let left = await keysWithPrefix(redis, prefix);
+  for (let attempt = 0; attempt < 40 && left.length > 0; attempt++) {
+    await sleep(100); // Redis's active expiry samples keys about ten times a second
+    left = await keysWithPrefix(redis, prefix);
+  }
+  t.deepEqual(left, [], 'Redis expired every idle session on its own');
 });
 
 test('start-up stops when Redis does not answer, naming REDIS_URL', async (t) => {
@@ -99,9 +351,7 @@ test('start-up stops when Redis does not answer, naming REDIS_URL', async (t) =>
 });
 
 test('a Redis outage gives fast 503s, other routes keep working, and service recovers by itself', async (t) => {
-  const redis = new OwnRedisServer();
-  await redis.start();
-  t.teardown(() => redis.stop());
+  const redis = await ownRedisServer(t);
   const server = await startServerProcess({ ...redisEnv(uniquePrefix()), REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT: '500ms', LOG_LEVEL: 'warn' });
   t.teardown(() => server.child.kill('SIGKILL'));
   const browser = new Browser(server.url);
@@ -134,4 +384,72 @@ test('a Redis outage gives fast 503s, other routes keep working, and service rec
   t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
   t.is(server.child.exitCode, null, 'the process stayed up');
   t.regex(server.stdout(), /redis unreachable/);
+});
+
+test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every session route and /healthz, and service recovers after SIGCONT', async (t) => {
+  const redis = await ownRedisServer(t, { password: 'http-s3cret' });
+  const server = await startServerProcess({
+    ...redisEnv(uniquePrefix()),
+    REDIS_URL: redis.url,
+    REDIS_COMMAND_TIMEOUT: `${COMMAND_TIMEOUT_MS}ms`,
+    LOG_LEVEL: 'info',
+  });
+  t.teardown(() => server.child.kill('SIGKILL'));
+  const browser = new Browser(server.url);
+  t.is((await browser.request('/set')).status, 200);
+  const cookie = browser.cookieHeader!;
+  const sessionId = sessionIdOf([...browser.cookies.values()][0])!;
+
+  redis.pause();
+  const timings: string[] = [];
+  const requests: Array<[string, () => Promise<{ status: number; body: string }>]> = [
+    ['/get', () => new Browser(server.url).request('/get', { headers: { cookie } })],
+    ['/set', () => new Browser(server.url).request('/set', { headers: { cookie } })],
+    ['/set (new session)', () => new Browser(server.url).request('/set')],
+    ['/del', () => new Browser(server.url).request('/del', { headers: { cookie } })],
+    ['/healthz', () => new Browser(server.url).request('/healthz')],
+  ];
+  for (const [name, request] of requests) {
+    const started = performance.now();
+    const answer = await request();
+    const elapsed = performance.now() - started;
+    timings.push(`${name} ${answer.status} after ${Math.round(elapsed)} ms`);
+    t.is(answer.status, 503, `${name}: ${answer.body}`);
+    t.true(elapsed < BOUND_MS, `${name} answered after ${Math.round(elapsed)} ms`);
+  }
+  t.log(timings.join('; '));
+
+  const started = performance.now();
+  const burst = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => new Browser(server.url).request(i % 2 ? '/get' : '/set', { headers: { cookie } })),
+  );
+  const burstMs = performance.now() - started;
+  t.deepEqual(new Set(burst.map((answer) => answer.status)), new Set([503]), 'a burst while paused is refused, not queued');
+  t.true(burstMs < BOUND_MS, `a burst of 50 answered within ${Math.round(burstMs)} ms`);
+  t.log(`burst of 50 requests while paused: all 503 after ${Math.round(burstMs)} ms`);
+  t.is((await new Browser(server.url).request('/get')).body, '{}', 'a request without a session cookie never needs the store');
+
+  await sleep(2_000);
+  redis.resume();
+  const resumed = performance.now();
+  let healthy = false;
+  while (!healthy && performance.now() - resumed < 10_000) {
+    healthy = (await browser.request('/healthz')).status === 200;
+    if (!healthy) await sleep(50);
+  }
+  const recoveryMs = performance.now() - resumed;
+  t.true(healthy, 'the app recovered by itself, with no restart');
+  t.log(`/healthz 200 again ${Math.round(recoveryMs)} ms after SIGCONT`);
+  t.is((await browser.request('/set')).status, 200);
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+  t.is(server.child.exitCode, null, 'the process stayed up');
+
+  const storeLines = server
+    .stdout()
+    .split('\n')
+    .filter((line) => /"msg":"redis /.test(line));
+  t.is(storeLines.filter((line) => line.includes('redis unreachable')).length, 1, storeLines.join('\n'));
+  t.is(storeLines.filter((line) => line.includes('redis reachable again')).length, 1, storeLines.join('\n'));
+  t.false(server.stdout().includes('http-s3cret'), 'the password is never logged');
+  t.false(storeLines.join('\n').includes(sessionId), 'the store logs no session id');
 });

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Implementation, TestFn } from 'ava';
 import { createClient } from 'redis';
 import { createLogger } from '../../app/logger.ts';
-import { RedisStore } from '../../app/stores/redis.ts';
+import { RedisStore, type RedisStoreOptions } from '../../app/stores/redis.ts';
 import { freePort } from './process.ts';
 
 export const REDIS_URL = process.env.REDIS_URL;
@@ -27,22 +27,33 @@ export function uniquePrefix(): string {
   return `test:${randomUUID()}:`;
 }
 
-/** A RedisStore on REDIS_URL under a fresh prefix; close() also deletes every key it made. */
-export async function openTestRedisStore(defaultMaxAgeMs: number): Promise<{ store: RedisStore; close(): Promise<void> }> {
+export type TestRedisStoreOptions = Partial<Omit<RedisStoreOptions, 'keyPrefix'>>;
+
+/**
+ * A RedisStore (on REDIS_URL unless told otherwise) under a fresh prefix; close() also deletes
+ * every key it made. A number in place of the options is accepted and ignored: it was the default
+ * idle lifetime, which stores no longer have (every call brings its own TTL).
+ */
+export async function openTestRedisStore(
+  options: TestRedisStoreOptions | number = {},
+): Promise<{ store: RedisStore; keyPrefix: string; close(): Promise<void> }> {
+  const settings = typeof options === 'number' ? {} : options;
   const keyPrefix = uniquePrefix();
+  const url = settings.url ?? REDIS_URL!;
   const store = await RedisStore.connect({
-    url: REDIS_URL!,
-    keyPrefix,
-    defaultMaxAgeMs,
     connectTimeoutMs: 5_000,
     commandTimeoutMs: 2_000,
     logger: createLogger('silent'),
+    ...settings,
+    url,
+    keyPrefix,
   });
   return {
     store,
+    keyPrefix,
     async close() {
       await store.close();
-      await deleteKeysWithPrefix(keyPrefix);
+      await deleteKeysWithPrefix(keyPrefix, url);
     },
   };
 }
@@ -73,36 +84,115 @@ export async function deleteKeysWithPrefix(prefix: string, url = REDIS_URL!): Pr
   await client.close();
 }
 
-/** A Redis server of the test's own on a spare port, to stop and restart at will. */
+/** Answers whether a Redis at `url` replies to PING within `ms`, without retrying or hanging. */
+export async function answersPing(url: string, ms: number): Promise<boolean> {
+  const client = createClient({ url, socket: { connectTimeout: ms, reconnectStrategy: false } });
+  client.on('error', () => {});
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const answered = client
+    .connect()
+    .then(() => client.ping())
+    .then((reply) => reply === 'PONG')
+    .catch(() => false);
+  try {
+    return await Promise.race([answered, timedOut]);
+  } finally {
+    clearTimeout(timer);
+    client.destroy();
+  }
+}
+
+/** Every redis-server a test started and has not stopped: killed if the worker exits first. */
+const liveServers = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveServers) {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  }
+});
+
+/**
+ * A Redis server of the test's own on a spare port, to stop, restart, pause (SIGSTOP: the process
+ * keeps its port and the kernel still accepts connections, but nothing is answered) and resume.
+ * Use ownRedisServer(t), which stops it when the test ends, passed or failed.
+ */
 export class OwnRedisServer {
   port = 0;
+  readonly #password: string | undefined;
   #process: ChildProcess | undefined;
+  #paused = false;
+
+  /** With a password, the server requires it (requirepass) and `url` carries it. */
+  constructor(options: { password?: string } = {}) {
+    this.#password = options.password;
+  }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    const auth = this.#password === undefined ? '' : `:${encodeURIComponent(this.#password)}@`;
+    return `redis://${auth}127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<void> {
+  /** Starts redis-server (on the same port as before, if it ran already) and waits until it answers, for at most `timeoutMs`. */
+  async start(timeoutMs = 10_000): Promise<void> {
     if (this.port === 0) this.port = await freePort();
-    this.#process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    if (this.#password !== undefined) args.push('--requirepass', this.#password);
+    const child = spawn('redis-server', args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    for (let attempt = 0; attempt < 100; attempt++) {
-      try {
-        const client = await inspector(this.url);
-        await client.close();
-        return;
-      } catch {
-        await sleep(50);
-      }
+    let output = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output = (output + chunk).slice(-2_000)));
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output = (output + chunk).slice(-2_000)));
+    let spawnError: Error | undefined;
+    child.on('error', (error) => (spawnError = error));
+    this.#process = child;
+    this.#paused = false;
+    liveServers.add(child);
+    child.once('exit', () => liveServers.delete(child));
+    const started = Date.now();
+    const deadline = started + timeoutMs;
+    while (Date.now() < deadline) {
+      if (spawnError || child.exitCode !== null || child.signalCode !== null) break;
+      if (await answersPing(this.url, Math.min(1_000, Math.max(1, deadline - Date.now())))) return;
+      await sleep(50);
     }
-    throw new Error(`redis-server did not start on port ${this.port}`);
+    const exit = child.exitCode ?? child.signalCode;
+    const why = spawnError ? spawnError.message : exit !== null ? `exited: ${exit}` : `no answer within ${timeoutMs} ms`;
+    await this.stop();
+    throw new Error(`redis-server on port ${this.port} did not start (${why}, after ${Date.now() - started} ms): ${output.trim()}`);
   }
 
+  /** SIGSTOP: Redis keeps its port and connections but answers nothing until resume(). */
+  pause(): void {
+    if (!this.#process || this.#process.exitCode !== null) throw new Error('redis-server is not running');
+    this.#process.kill('SIGSTOP');
+    this.#paused = true;
+  }
+
+  /** SIGCONT: Redis answers again, including what was sent to it meanwhile. */
+  resume(): void {
+    if (!this.#process || !this.#paused) return;
+    this.#process.kill('SIGCONT');
+    this.#paused = false;
+  }
+
+  /** Kills the server (resuming it first if paused); safe to call at any time, more than once. */
   async stop(): Promise<void> {
     const child = this.#process;
-    if (!child || child.exitCode !== null) return;
+    // No pid: it never started (spawn failed), so there is no exit to wait for.
+    if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    this.resume();
     child.kill('SIGKILL');
-    await once(child, 'exit');
+    await exited;
   }
+}
+
+/** An OwnRedisServer, started, and stopped (resumed first if paused) when the test ends, whatever its outcome. */
+export async function ownRedisServer(t: { teardown(fn: () => unknown): void }, options: { password?: string } = {}): Promise<OwnRedisServer> {
+  const server = new OwnRedisServer(options);
+  t.teardown(() => server.stop());
+  await server.start();
+  return server;
 }
