@@ -23,6 +23,8 @@ const INVALID_VALUES: Record<string, string> = {
   'a toJSON key': '{"toJSON":1}',
   'a constructor key': '{"constructor":{"name":"x"}}',
   'a nested __proto__ key': '{"profile":{"__proto__":{"admin":true}}}',
+  'a nested __proto__ key spelled with an escape': '{"profile":{"\\u005f_proto__":{"admin":true}}}',
+  'a constructor key deep inside, past any recursion limit': `{"a":${'['.repeat(20_000)}{"constructor":1}${']'.repeat(20_000)}}`,
   'an unknown internal key': '{"_secret":1}',
   'an internal key of the wrong type': '{"_session":"yes"}',
   'an empty text': '',

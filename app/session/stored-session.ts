@@ -33,8 +33,12 @@ const RESERVED_KEYS = new Set([
 /** koa-session's bookkeeping keys and the type each must have. */
 const INTERNAL_KEYS: Readonly<Record<string, 'boolean' | 'number'>> = { _session: 'boolean', _expire: 'number', _maxAge: 'number' };
 
-/** Keys that are never accepted below the top level either (prototype pollution in code that merges session data). */
-const NESTED_FORBIDDEN = /"(?:__proto__|constructor)"\s*:/;
+/**
+ * A text that could hold a __proto__ or constructor key below the top level (prototype pollution in code
+ * that merges session data): either name, or any \u escape (JSON.parse turns "\u005f_proto__" into one).
+ * Only such a text is walked in full; the walk decides.
+ */
+const MAY_HIDE_FORBIDDEN_KEY = /__proto__|constructor|\\u/;
 
 export class InvalidStoredSessionError extends Error {
   constructor(reason: string) {
@@ -70,16 +74,20 @@ export function decodeStoredSession(text: string): StoredSession {
     const problem = keyProblem(key, session[key]);
     if (problem !== undefined) throw new InvalidStoredSessionError(problem);
   }
-  // A cheap scan of the text first: only a text that mentions such a key is walked in full.
-  if (NESTED_FORBIDDEN.test(text) && hasForbiddenKey(session)) throw new InvalidStoredSessionError('a __proto__ or constructor key inside');
+  if (MAY_HIDE_FORBIDDEN_KEY.test(text) && hasForbiddenKey(session)) throw new InvalidStoredSessionError('a __proto__ or constructor key inside');
   return session;
 }
 
-function hasForbiddenKey(value: unknown): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  for (const key of Object.keys(value)) {
-    if (key === '__proto__' || key === 'constructor') return true;
-    if (hasForbiddenKey((value as Record<string, unknown>)[key])) return true;
+/** Walks every object in the value (with a stack of its own: nesting depth cannot overflow the call stack). */
+function hasForbiddenKey(root: unknown): boolean {
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (typeof value !== 'object' || value === null) continue;
+    for (const key of Object.keys(value)) {
+      if (key === '__proto__' || key === 'constructor') return true;
+      pending.push((value as Record<string, unknown>)[key]);
+    }
   }
   return false;
 }
