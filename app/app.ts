@@ -27,14 +27,14 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
   // proxy: trust X-Forwarded-Proto/-For only when told a proxy is in front (TRUST_PROXY).
   const app = new Koa({ proxy: config.http.trustProxy });
   // errorHandler catches what the middleware throws; this logs what fails outside it (a broken response stream).
-  app.on('error', (error: unknown) => logger.error('response error', { err: error }));
+  app.on('error', (error: unknown) => logger.error({ err: error }, 'response error'));
 
   // One router for every route: one path match per request.
   const router = new Router();
   addHealthRoute(router, store, lifecycle);
   routes(router, createSessionMiddleware(app, { config: config.session, store, logger }));
 
-  if (logger.enabled('info')) app.use(requestLog(logger));
+  if (logger.isLevelEnabled('info')) app.use(requestLog(logger));
   app.use(closeConnectionsOnShutdown(lifecycle));
   app.use(errorHandler(logger));
   app.use(router.routes());

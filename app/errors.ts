@@ -22,7 +22,7 @@ export function errorHandler(logger: Logger): Middleware {
       ctx.res.removeHeader('Set-Cookie');
       ctx.set('Cache-Control', 'no-store');
       if (error instanceof StoreUnavailableError) {
-        logger.warn('session store unavailable', { method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error.message });
+        logger.warn({ method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error.message }, 'session store unavailable');
         ctx.status = 503;
         ctx.set('Retry-After', '1');
         ctx.body = { error: 'Service Unavailable', message: 'The session store is unavailable; try again shortly.' };
@@ -30,7 +30,7 @@ export function errorHandler(logger: Logger): Middleware {
         ctx.status = error.status;
         ctx.body = { error: error.message };
       } else {
-        logger.error('unhandled error', { method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error });
+        logger.error({ method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error }, 'unhandled error');
         ctx.status = 500;
         ctx.body = { error: 'Internal Server Error' };
       }

@@ -1,42 +1,68 @@
 /**
- * Structured logs: one JSON object per line on standard output, so any log shipper can parse them.
- * Twenty lines do what this app needs; swap in pino if you want transports and redaction rules.
+ * Logs through pino: one JSON object per line on standard output (`level` as a word, `time` as ISO
+ * 8601, `msg`), which any log shipper parses. Written asynchronously (pino.destination with
+ * sync: false): a request never waits for the terminal or the pipe, and lines that arrive while a
+ * write is under way go out together in the next one. pino flushes what is pending when the process
+ * exits; the fatal-error handler in server.ts flushes synchronously before it exits.
+ *
+ * LOG_FORMAT=pretty (or auto in a development terminal) prints human-readable lines through
+ * pino-pretty, a development dependency: without it, auto stays JSON.
  */
-import type { LogLevel } from '../config/index.ts';
+import { createRequire } from 'node:module';
+import pino, { type DestinationStream, type Logger } from 'pino';
+import { type LogFormat, type LogLevel, StartupError } from '../config/index.ts';
 
-export type LogFields = Record<string, unknown>;
-type Method = (message: string, fields?: LogFields) => void;
-export interface Logger {
-  /** Whether lines at this level are written (lets hot paths skip building them). */
-  readonly enabled: (level: Exclude<LogLevel, 'silent'>) => boolean;
-  readonly debug: Method;
-  readonly info: Method;
-  readonly warn: Method;
-  readonly error: Method;
+export type { Logger };
+
+export interface LoggerSettings {
+  readonly level: LogLevel;
+  readonly format: LogFormat;
+  /** Production rules: `auto` never turns pretty then. */
+  readonly production: boolean;
 }
 
-const SEVERITY: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40, silent: Infinity };
+const require = createRequire(import.meta.url);
 
-/** Errors do not survive JSON.stringify on their own; keep what an operator needs. */
-function toLoggable(value: unknown): unknown {
-  return value instanceof Error ? { name: value.name, message: value.message, stack: value.stack } : value;
+function prettyPrinterInstalled(): boolean {
+  try {
+    require.resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-export function createLogger(level: LogLevel, write: (line: string) => void = (line) => process.stdout.write(line)): Logger {
-  const threshold = SEVERITY[level];
-  const method = (name: Exclude<LogLevel, 'silent'>): Method => {
-    if (SEVERITY[name] < threshold) return () => {};
-    return (message, fields) => {
-      const entry: LogFields = { time: new Date().toISOString(), level: name, msg: message };
-      for (const key in fields) entry[key] = toLoggable(fields[key]);
-      write(`${JSON.stringify(entry)}\n`);
-    };
-  };
-  return {
-    enabled: (name) => SEVERITY[name] >= threshold,
-    debug: method('debug'),
-    info: method('info'),
-    warn: method('warn'),
-    error: method('error'),
-  };
+const OPTIONS: pino.LoggerOptions = {
+  // Only what each line says: no pid or hostname (the platform adds its own).
+  base: undefined,
+  timestamp: pino.stdTimeFunctions.isoTime,
+  formatters: { level: (label) => ({ level: label }) },
+};
+
+/** Whether LOG_FORMAT asks for human-readable lines here. */
+export function wantsPrettyLines({ format, production }: LoggerSettings, isTerminal = process.stdout.isTTY === true): boolean {
+  if (format === 'json') return false;
+  if (format === 'pretty') {
+    if (!prettyPrinterInstalled()) throw new StartupError('LOG_FORMAT', 'LOG_FORMAT="pretty" needs pino-pretty, a development dependency (npm install); use json or auto');
+    return true;
+  }
+  return isTerminal && !production && prettyPrinterInstalled();
+}
+
+/**
+ * The process's logger on standard output. Tests pass a destination of their own (any object with a
+ * `write(line)`), which is then written to synchronously.
+ */
+export function createLogger(settings: LoggerSettings, destination?: DestinationStream): Logger {
+  const options = { ...OPTIONS, level: settings.level };
+  if (destination) return pino(options, destination);
+  if (wantsPrettyLines(settings)) {
+    return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'requestId' } } });
+  }
+  return pino(options, pino.destination({ dest: 1, sync: false }));
+}
+
+/** A logger that writes nothing (tests, tools). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
 }

@@ -8,7 +8,7 @@ import { type Config, loadConfig, readEnvironment, StartupError } from '../confi
 import { createApp } from './app.ts';
 import { closeListener, countConnections, createHttpServer } from './http-server.ts';
 import type { Lifecycle } from './lifecycle.ts';
-import { createLogger } from './logger.ts';
+import { createLogger, type Logger } from './logger.ts';
 import { createStore } from './stores/index.ts';
 
 /** The longest the settle step at the end of the drain lasts (it is at most a quarter of the drain); see shutdown. */
@@ -30,9 +30,21 @@ async function main(): Promise<void> {
   } catch (error) {
     exitWithStartupError(error);
   }
-  const logger = createLogger(config.log.level);
+  let logger: Logger;
+  try {
+    logger = createLogger({ ...config.log, production: config.production });
+  } catch (error) {
+    exitWithStartupError(error);
+  }
+  // A bug that escapes every handler: one fatal line (flushed: pino writes what is pending on exit), exit 1.
+  const exitOnFatalError = (error: unknown) => {
+    logger.fatal({ err: error }, 'fatal error; exiting');
+    process.exit(1);
+  };
+  process.on('uncaughtException', exitOnFatalError);
+  process.on('unhandledRejection', exitOnFatalError);
   if (config.session.keysAreEphemeral) {
-    logger.warn('SESSION_KEYS is not set: cookies are signed with a random key made at start, so sessions end with this process (set SESSION_KEYS; required when NODE_ENV=production)');
+    logger.warn('SESSION_KEYS is not set: using a random key, so sessions end with this process (set SESSION_KEYS; required in production)');
   }
   for (const warning of config.warnings) logger.warn(warning);
 
@@ -51,7 +63,7 @@ async function main(): Promise<void> {
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : http.port;
   const host = http.host.includes(':') ? `[${http.host}]` : http.host;
-  logger.info(`listening on http://${host}:${port}`, { url: `http://${host}:${port}`, store: store.kind });
+  logger.info({ url: `http://${host}:${port}`, store: store.kind }, `listening on http://${host}:${port}`);
 
   const openConnections = countConnections(server);
 
@@ -89,9 +101,9 @@ async function main(): Promise<void> {
     const msLeft = () => http.shutdownTimeoutMs - (Date.now() - startedAt);
     const interactive = () => drainInterrupted.signal.aborted;
     const drainMs = interactive() ? 0 : http.shutdownDrainMs;
-    logger.info('shutting down', { signal, drainMs });
+    logger.info({ signal, drainMs }, 'shutting down');
     const deadline = setTimeout(() => {
-      logger.error('shutdown deadline passed; exiting with connections still open', { timeoutMs: http.shutdownTimeoutMs, openConnections: openConnections() });
+      logger.error({ timeoutMs: http.shutdownTimeoutMs, openConnections: openConnections() }, 'shutdown deadline passed; exiting with connections still open');
       process.exit(1);
     }, http.shutdownTimeoutMs);
     const drainFor = (ms: number) => sleep(ms, undefined, { signal: drainInterrupted.signal }).catch(() => {});
@@ -108,7 +120,7 @@ async function main(): Promise<void> {
     lifecycle.closeConnections = true;
     const closed = closeListener(server);
     listenerClosed = true;
-    logger.info('listener closed', { openConnections: openConnections() });
+    logger.info({ openConnections: openConnections() }, 'listener closed');
     if (interactive()) server.closeIdleConnections();
     // A last resort for an HTTP_KEEP_ALIVE_TIMEOUT longer than what the deadline leaves after the
     // drain: shortly before the deadline, close the connections still idle (this may race a
@@ -119,7 +131,7 @@ async function main(): Promise<void> {
     clearTimeout(idleCutoff);
     await store.close();
     clearTimeout(deadline);
-    logger.info('stopped', { durationMs: Date.now() - startedAt });
+    logger.info({ durationMs: Date.now() - startedAt }, 'stopped');
     process.exit(0);
   }
 

@@ -20,6 +20,9 @@ export { readEnvironment } from './environment.ts';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** auto: human-readable lines in a development terminal, JSON lines everywhere else. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 export const STORE_KINDS = ['memory', 'redis'] as const;
 export type SessionStoreKind = (typeof STORE_KINDS)[number];
 /** auto: Secure exactly when the request came over HTTPS (directly, or through a trusted proxy). */
@@ -76,7 +79,7 @@ export interface Config {
   /** Things worth a warning line at start that do not stop it (the server entry logs them). */
   readonly warnings: readonly string[];
   readonly http: HttpConfig;
-  readonly log: { readonly level: LogLevel };
+  readonly log: { readonly level: LogLevel; readonly format: LogFormat };
   readonly session: SessionConfig;
   readonly redis: RedisConfig;
 }
@@ -181,7 +184,7 @@ export function loadConfig(env: Environment): Config {
       shutdownDrainMs: readDuration(env, 'SHUTDOWN_DRAIN', 5_000, { allowZero: true }),
       shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 9_000),
     },
-    log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS) },
+    log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS), format: readChoice(env, 'LOG_FORMAT', 'auto', LOG_FORMATS) },
     session: {
       store: readChoice(env, 'SESSION_STORE', 'memory', STORE_KINDS),
       maxAgeMs: readDuration(env, 'SESSION_MAX_AGE', 60_000),

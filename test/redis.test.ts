@@ -56,7 +56,7 @@ async function storeForTest(t: ExecutionContext, options: TestRedisStoreOptions 
 function logSink() {
   const lines: string[] = [];
   return {
-    logger: createLogger('debug', (line) => lines.push(line)),
+    logger: createLogger({ level: 'debug', format: 'json', production: false }, { write: (line: string) => void lines.push(line) }),
     text: () => lines.join(''),
     messages: () => lines.map((line) => (JSON.parse(line) as { msg: string }).msg),
   };

@@ -90,7 +90,7 @@ export function createRequestStore({ store, logger, idleLifetimeMs, maxLifetimeM
       } catch (error) {
         if (!(error instanceof InvalidStoredSessionError)) throw error;
         // Stored data is input: a value this app would not have written reads as no session, and goes.
-        logger.warn('discarded a stored session that is not valid session data', { store: store.kind, reason: error.message });
+        logger.warn({ store: store.kind, reason: error.message }, 'discarded a stored session that is not valid session data');
         await store.destroy(id);
         return undefined;
       }

@@ -288,15 +288,12 @@ export class RedisStore implements SessionStore {
   #markDown(reason: string): void {
     if (this.#down || this.#closed) return;
     this.#down = true;
-    this.#logger.warn('redis unreachable; session requests answer 503 until it is back', {
-      url: redactUrl(this.#options.url),
-      err: reason,
-    });
+    this.#logger.warn({ url: redactUrl(this.#options.url), err: reason }, 'redis unreachable; session requests answer 503 until it is back');
   }
 
   #markUp(): void {
     if (!this.#down) return;
     this.#down = false;
-    this.#logger.info('redis reachable again', { url: redactUrl(this.#options.url) });
+    this.#logger.info({ url: redactUrl(this.#options.url) }, 'redis reachable again');
   }
 }

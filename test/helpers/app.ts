@@ -41,7 +41,7 @@ export interface StartOptions {
 export async function startApp(env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningApp> {
   const config = loadConfig({ SESSION_KEYS: TEST_KEY, LOG_LEVEL: 'debug', ...env });
   const lines: string[] = [];
-  const logger = createLogger(config.log.level, (line) => lines.push(line));
+  const logger = createLogger({ ...config.log, format: 'json', production: false }, { write: (line: string) => void lines.push(line) });
   const store = options.store ?? (await createStore(config, logger));
   const lifecycle: Lifecycle = { shuttingDown: false };
   const app = createApp({ config, store: options.wrapStore?.(store) ?? store, logger, lifecycle, routes: options.routes });

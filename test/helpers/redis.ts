@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Implementation, TestFn } from 'ava';
 import { createClient } from 'redis';
-import { createLogger } from '../../app/logger.ts';
+import { silentLogger } from '../../app/logger.ts';
 import { RedisStore, type RedisStoreOptions } from '../../app/stores/redis.ts';
 import { freePort } from './process.ts';
 
@@ -43,7 +43,7 @@ export async function openTestRedisStore(
   const store = await RedisStore.connect({
     connectTimeoutMs: 5_000,
     commandTimeoutMs: 2_000,
-    logger: createLogger('silent'),
+    logger: silentLogger(),
     ...settings,
     url,
     keyPrefix,
