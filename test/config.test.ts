@@ -4,7 +4,7 @@
  */
 import { createServer } from 'node:net';
 import { once } from 'node:events';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { loadConfig } from '../config/index.ts';
 import { spawnServer } from './helpers/process.ts';
 import { TEST_KEY } from './helpers/app.ts';
@@ -52,7 +52,7 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   'REDIS_COMMAND_TIMEOUT not a duration': { env: { REDIS_COMMAND_TIMEOUT: '-1' }, variable: 'REDIS_COMMAND_TIMEOUT', shows: '"-1"', allowed: /duration/ },
 };
 
-function assertOneLineNoStack(t: { is: Function; regex: Function; notRegex: Function }, stderr: string) {
+function assertOneLineNoStack(t: ExecutionContext, stderr: string) {
   t.is(stderr.trimEnd().split('\n').length, 1, `exactly one line: ${stderr}`);
   t.notRegex(stderr, /^\s+at /m, 'no stack trace');
 }

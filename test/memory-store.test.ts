@@ -193,7 +193,10 @@ test('the cap is absolute: size never exceeds maxEntries, whatever the mix of ca
   for (const protectedShare of [0, 0.5, 0.8, 1]) {
     const { store, clock } = storeWithClock({ maxEntries: 50, protectedShare });
     let seed = 42;
-    const random = (n: number) => ((seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) >>> 8) % n;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+      return (seed >>> 8) % n;
+    };
     let largest = 0;
     for (let i = 0; i < 20_000; i++) {
       const id = `id${random(200)}`;

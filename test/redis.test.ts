@@ -39,7 +39,9 @@ function redisEnv(prefix: string, extra: Record<string, string> = {}): Record<st
 
 async function serverPair(t: { teardown(fn: () => unknown): void }, env: Record<string, string>) {
   const servers = await Promise.all([startServerProcess(env), startServerProcess(env)]);
-  t.teardown(() => servers.forEach((server) => server.child.kill('SIGKILL')));
+  t.teardown(() => {
+    for (const server of servers) server.child.kill('SIGKILL');
+  });
   return servers;
 }
 
@@ -119,17 +121,17 @@ test('store: get returns the text and renews the TTL; unknown ids read undefined
   const { store, keyPrefix, redis } = await storeForTest(t);
   t.true(await store.create('a', 'any text, not parsed here', 1_000));
   t.is(await store.get('a', TTL_MS), 'any text, not parsed here');
-  const ttl = await redis.pTTL(keyPrefix + 'a');
+  const ttl = await redis.pTTL(`${keyPrefix}a`);
   t.true(ttl > 1_000 && ttl <= TTL_MS, `read renewed the TTL to ${ttl}`);
   t.is(await store.get('never-written', TTL_MS), undefined);
   t.is(await store.get('__proto__', TTL_MS), undefined);
-  t.deepEqual(await keysWithPrefix(redis, keyPrefix), [keyPrefix + 'a']);
+  t.deepEqual(await keysWithPrefix(redis, keyPrefix), [`${keyPrefix}a`]);
 });
 
 test('store: a key of another Redis type reads as empty text, not an outage, and destroy deletes it', async (t) => {
   const { store, keyPrefix, redis } = await storeForTest(t);
-  await redis.rPush(keyPrefix + 'list', ['x', 'y']);
-  await redis.hSet(keyPrefix + 'hash', 'field', 'value');
+  await redis.rPush(`${keyPrefix}list`, ['x', 'y']);
+  await redis.hSet(`${keyPrefix}hash`, 'field', 'value');
   t.is(await store.get('list', TTL_MS), '');
   t.is(await store.get('hash', TTL_MS), '');
   t.false(await store.create('list', 'text', TTL_MS), 'the id is taken');

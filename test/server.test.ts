@@ -82,7 +82,7 @@ test('npm start prints one line with the URL, serves the routes, and exits 0 on 
   t.notRegex(server.stdout(), new RegExp(browser.cookies.get('sid')!.split('.')[0]), 'no raw session id in the logs');
   t.deepEqual(
     logLines(server).map((line) => line.msg).filter((msg) => msg !== 'request'),
-    ['listening on ' + server.url, 'shutting down', 'listener closed', 'stopped'],
+    [`listening on ${server.url}`, 'shutting down', 'listener closed', 'stopped'],
   );
 });
 

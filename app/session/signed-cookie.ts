@@ -63,7 +63,10 @@ export class CookieSigner {
     const own = ownCopy(value);
     const cookie = this.#verify(own);
     if (cookie !== undefined) {
-      if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
+      if (this.#verified.size >= VERIFIED_CACHE_SIZE) {
+        const oldest = this.#verified.keys().next();
+        if (!oldest.done) this.#verified.delete(oldest.value);
+      }
       this.#verified.set(own, cookie);
     }
     return cookie;

@@ -247,7 +247,7 @@ export class MemoryStore implements SessionStore {
     if (entry === undefined) return false;
     entry.text = ownCopy(text);
     entry.expiresAt = now + ttlMs;
-    entry.segment!.touch(entry); // stays in its segment
+    entry.segment?.touch(entry); // stays in its segment (a live entry always has one)
     return true;
   }
 
@@ -292,7 +292,7 @@ export class MemoryStore implements SessionStore {
 
   #remove(entry: Entry): void {
     this.#entries.delete(entry.key);
-    entry.segment!.remove(entry);
+    entry.segment?.remove(entry);
   }
 
   #dropIfExpired(entry: Entry, now: number): boolean {
@@ -304,8 +304,8 @@ export class MemoryStore implements SessionStore {
 
   /** Protected is over its share: its least recent entry goes back to probation, or away if expired. */
   #demote(now: number): void {
-    const entry = this.#protected.leastRecent!;
-    if (this.#dropIfExpired(entry, now)) return;
+    const entry = this.#protected.leastRecent;
+    if (entry === undefined || this.#dropIfExpired(entry, now)) return;
     this.#protected.remove(entry);
     this.#probation.append(entry);
   }

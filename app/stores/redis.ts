@@ -219,7 +219,7 @@ export class RedisStore implements SessionStore {
   async #run<T>(command: (client: Client) => Promise<T>): Promise<T> {
     const client = this.#client;
     if (this.#closed) throw new StoreUnavailableError('redis store is closed');
-    if (!client || !client.isReady) {
+    if (!client?.isReady) {
       if (client) this.#recycle(client, 'connection lost');
       else this.#reconnect();
       throw new StoreUnavailableError('redis is not connected');

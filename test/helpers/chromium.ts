@@ -10,7 +10,8 @@ import { existsSync } from 'node:fs';
 import type { Implementation, TestFn } from 'ava';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 
-export const CHROMIUM_PATH = '/usr/bin/chromium';
+/** Debian's Chromium, or another Chromium-based browser named by CHROMIUM_PATH (the forge's workflow uses Chrome). */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export const CHROMIUM_FOUND = existsSync(CHROMIUM_PATH);
 export const CHROMIUM_SKIP_REASON = `skipped: Chromium not found at ${CHROMIUM_PATH} (apt-get install chromium; .ci/run does)`;
 

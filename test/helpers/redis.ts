@@ -1,9 +1,13 @@
 /**
- * Redis for tests. The Redis tests run when REDIS_URL is set (.ci/run sets it and starts Redis);
- * otherwise they are skipped with a title that says so. Each test works under a key prefix of its
- * own and deletes its keys afterwards, so tests can run in parallel and leave nothing behind.
+ * Redis for tests. The Redis tests find Redis the way the app does: REDIS_URL from the environment,
+ * else from a .env file in the working directory. They run when a Redis answers there (.ci/run
+ * makes sure one does); otherwise they are skipped with a title that says why. Each test works under
+ * a key prefix of its own and deletes its keys afterwards, so tests can run in parallel and leave
+ * nothing behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,10 +17,31 @@ import { silentLogger } from '../../app/logger.ts';
 import { RedisStore, type RedisStoreOptions } from '../../app/stores/redis.ts';
 import { freePort } from './process.ts';
 
-export const REDIS_URL = process.env.REDIS_URL;
-export const REDIS_SKIP_REASON = 'skipped: REDIS_URL is not set (set it to a Redis server to run this; .ci/run does)';
+const CONFIGURED_REDIS_URL = process.env.REDIS_URL || (existsSync('.env') ? parseEnv(readFileSync('.env', 'utf8')).REDIS_URL : undefined) || undefined;
 
-/** ava's test, or test.skip with the reason in the title when no Redis is configured. */
+/** Whether a Redis answers PING at the URL within a second. */
+async function answers(url: string): Promise<boolean> {
+  const client = createClient({ url, socket: { connectTimeout: 1_000, reconnectStrategy: false } });
+  client.on('error', () => {});
+  try {
+    await Promise.race([client.connect().then(() => client.ping()), sleep(1_000).then(() => Promise.reject(new Error('timeout')))]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    client.destroy();
+  }
+}
+
+const REDIS_ANSWERS = CONFIGURED_REDIS_URL !== undefined && (await answers(CONFIGURED_REDIS_URL));
+/** The Redis the tests use, or undefined when none is configured or none answers. */
+export const REDIS_URL = REDIS_ANSWERS ? CONFIGURED_REDIS_URL : undefined;
+export const REDIS_SKIP_REASON =
+  CONFIGURED_REDIS_URL === undefined
+    ? 'skipped: REDIS_URL is not set in the environment or .env (set it to a Redis server to run this; .ci/run does)'
+    : 'skipped: no Redis answers at REDIS_URL (start one there to run this; .ci/run does)';
+
+/** ava's test, or test.skip with the reason in the title when no Redis is there. */
 export function redisTest(test: TestFn): TestFn {
   if (REDIS_URL) return test;
   const skipWithReason = (title: string, implementation: Implementation<unknown[]>) => test.skip(`${title} (${REDIS_SKIP_REASON})`, implementation);
