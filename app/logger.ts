@@ -43,7 +43,8 @@ const OPTIONS: pino.LoggerOptions = {
 export function wantsPrettyLines({ format, production }: LoggerSettings, isTerminal = process.stdout.isTTY === true): boolean {
   if (format === 'json') return false;
   if (format === 'pretty') {
-    if (!prettyPrinterInstalled()) throw new StartupError('LOG_FORMAT', 'LOG_FORMAT="pretty" needs pino-pretty, a development dependency (npm install); use json or auto');
+    if (!prettyPrinterInstalled())
+      throw new StartupError('LOG_FORMAT', 'LOG_FORMAT="pretty" needs pino-pretty, a development dependency (npm install); use json or auto');
     return true;
   }
   return isTerminal && !production && prettyPrinterInstalled();

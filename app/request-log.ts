@@ -23,7 +23,10 @@ export function requestLog(logger: Logger): Middleware {
     } finally {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       // Paths are cut short: a hostile client must not be able to write huge log lines.
-      logger.info({ method: ctx.method, path: ctx.path.slice(0, 200), status: ctx.status, durationMs: Math.round(durationMs * 1000) / 1000, requestId }, 'request');
+      logger.info(
+        { method: ctx.method, path: ctx.path.slice(0, 200), status: ctx.status, durationMs: Math.round(durationMs * 1000) / 1000, requestId },
+        'request',
+      );
     }
   };
 }

@@ -4,19 +4,10 @@
  * Every variable below is listed, with its default, in .env.example and in the README.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  ConfigError,
-  type Environment,
-  readBoolean,
-  readChoice,
-  readDuration,
-  readInteger,
-  readOptionalString,
-  readString,
-} from './parsers.ts';
+import { ConfigError, type Environment, readBoolean, readChoice, readDuration, readInteger, readOptionalString, readString } from './parsers.ts';
 
-export { ConfigError, StartupError } from './parsers.ts';
 export { readEnvironment } from './environment.ts';
+export { ConfigError, StartupError } from './parsers.ts';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -121,11 +112,15 @@ function readCookie(env: Environment): CookieConfig {
   // subdomain or plain-HTTP page can plant a cookie of that name to shadow ours.
   const name = readString(env, 'SESSION_COOKIE_NAME', secure === 'true' ? '__Host-sid' : 'sid');
   if (!COOKIE_NAME.test(name)) {
-    throw new ConfigError('SESSION_COOKIE_NAME', name, 'a cookie name: letters, digits and !#$%&\'*+-.^_`|~');
+    throw new ConfigError('SESSION_COOKIE_NAME', name, "a cookie name: letters, digits and !#$%&'*+-.^_`|~");
   }
   const prefix = SECURE_ONLY_PREFIXES.find((candidate) => name.startsWith(candidate));
   if (prefix !== undefined && secure !== 'true') {
-    throw new ConfigError('SESSION_COOKIE_NAME', name, `a name starting with ${prefix} only together with SESSION_COOKIE_SECURE=true (browsers drop it otherwise)`);
+    throw new ConfigError(
+      'SESSION_COOKIE_NAME',
+      name,
+      `a name starting with ${prefix} only together with SESSION_COOKIE_SECURE=true (browsers drop it otherwise)`,
+    );
   }
   const sameSite = readChoice(env, 'SESSION_COOKIE_SAMESITE', 'lax', SAME_SITE_VALUES);
   if (sameSite === 'none' && secure !== 'true') {

@@ -8,11 +8,12 @@
  * The app is at http://127.0.0.1:PORT; the attacker's pages are served by a second server and
  * opened as http://localhost:OTHER, which is another site (a site is scheme + host for an IP).
  */
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import type { BrowserContext, Page, Response } from 'playwright-core';
 import { loadConfig } from '../config/index.ts';
 import { TEST_KEY } from './helpers/app.ts';
@@ -115,7 +116,10 @@ test('Chromium: the session cookie is HttpOnly, so page scripts cannot read it',
 
     await visit(page, `${app}/get`); // a page of the server's own origin
     const visible = await page.evaluate<string>('document.cookie');
-    t.false(visible.split(/;\s*/).some((pair) => pair.startsWith(`${COOKIE}=`)), `document.cookie (${JSON.stringify(visible)}) lacks ${COOKIE}`);
+    t.false(
+      visible.split(/;\s*/).some((pair) => pair.startsWith(`${COOKIE}=`)),
+      `document.cookie (${JSON.stringify(visible)}) lacks ${COOKIE}`,
+    );
   }));
 
 test('Chromium: /del ends the session, /get shows {} afterwards', (t) =>
@@ -212,7 +216,9 @@ async function describe(t: ExecutionContext, label: string, response: Response):
   const answer = await response.allHeaders();
   const reported = request['sec-fetch-site'] !== undefined;
   const sentCookie = reported ? String((request.cookie ?? '').includes(`${COOKIE}=`)) : '(not reported)';
-  t.log(`${label}: Sec-Fetch-Site=${request['sec-fetch-site'] ?? '(not reported)'}, session cookie sent: ${sentCookie}; answered ${response.status()}, Set-Cookie: ${answer['set-cookie'] ?? '(none)'}`);
+  t.log(
+    `${label}: Sec-Fetch-Site=${request['sec-fetch-site'] ?? '(not reported)'}, session cookie sent: ${sentCookie}; answered ${response.status()}, Set-Cookie: ${answer['set-cookie'] ?? '(none)'}`,
+  );
   // Playwright does not always get the headers Chromium adds late (Sec-Fetch-*, Cookie) for a
   // no-cors fetch; when it does, they must say cross-site (localhost is another site than 127.0.0.1).
   if (reported) t.is(request['sec-fetch-site'], 'cross-site', `${label}: the browser labels the request cross-site`);

@@ -2,12 +2,13 @@
  * Every bad setting stops the real server before it listens: a non-zero exit, one line on stderr
  * that names the variable, the value and what is allowed, and no stack trace.
  */
-import { createServer } from 'node:net';
+
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { loadConfig } from '../config/index.ts';
-import { spawnServer } from './helpers/process.ts';
 import { TEST_KEY } from './helpers/app.ts';
+import { spawnServer } from './helpers/process.ts';
 
 interface BadSetting {
   readonly env: Record<string, string>;
@@ -30,24 +31,89 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   'SESSION_MAX_ENTRIES zero': { env: { SESSION_MAX_ENTRIES: '0' }, variable: 'SESSION_MAX_ENTRIES', shows: '"0"', allowed: /1 to 100000000/ },
   'SESSION_MAX_ENTRIES fractional': { env: { SESSION_MAX_ENTRIES: '1.5' }, variable: 'SESSION_MAX_ENTRIES', shows: '"1.5"', allowed: /whole number/ },
   'SESSION_STORE unknown': { env: { SESSION_STORE: 'mongo' }, variable: 'SESSION_STORE', shows: '"mongo"', allowed: /memory, redis/ },
-  'SESSION_KEYS missing in production': { env: { NODE_ENV: 'production', SESSION_KEYS: '' }, variable: 'SESSION_KEYS', shows: '""', allowed: /required when NODE_ENV=production/ },
-  'SESSION_KEYS too short in production': { env: { NODE_ENV: 'production', SESSION_KEYS: `${TEST_KEY},short` }, variable: 'SESSION_KEYS', shows: '2 key(s) of 41, 5 characters', allowed: /at least 32 characters/ },
-  'SESSION_KEYS with an empty key': { env: { SESSION_KEYS: `${TEST_KEY},` }, variable: 'SESSION_KEYS', shows: '2 key(s) of 41, 0 characters', allowed: /none of them empty/ },
-  'SESSION_COOKIE_NAME with a space': { env: { SESSION_COOKIE_NAME: 'my session' }, variable: 'SESSION_COOKIE_NAME', shows: '"my session"', allowed: /cookie name/ },
-  'SESSION_COOKIE_SECURE unknown': { env: { SESSION_COOKIE_SECURE: 'maybe' }, variable: 'SESSION_COOKIE_SECURE', shows: '"maybe"', allowed: /auto, true, false/ },
-  'SESSION_COOKIE_SAMESITE unknown': { env: { SESSION_COOKIE_SAMESITE: 'loose' }, variable: 'SESSION_COOKIE_SAMESITE', shows: '"loose"', allowed: /lax, strict, none/ },
-  'SESSION_COOKIE_SAMESITE none without Secure': { env: { SESSION_COOKIE_SAMESITE: 'none' }, variable: 'SESSION_COOKIE_SAMESITE', shows: '"none"', allowed: /SESSION_COOKIE_SECURE=true/ },
+  'SESSION_KEYS missing in production': {
+    env: { NODE_ENV: 'production', SESSION_KEYS: '' },
+    variable: 'SESSION_KEYS',
+    shows: '""',
+    allowed: /required when NODE_ENV=production/,
+  },
+  'SESSION_KEYS too short in production': {
+    env: { NODE_ENV: 'production', SESSION_KEYS: `${TEST_KEY},short` },
+    variable: 'SESSION_KEYS',
+    shows: '2 key(s) of 41, 5 characters',
+    allowed: /at least 32 characters/,
+  },
+  'SESSION_KEYS with an empty key': {
+    env: { SESSION_KEYS: `${TEST_KEY},` },
+    variable: 'SESSION_KEYS',
+    shows: '2 key(s) of 41, 0 characters',
+    allowed: /none of them empty/,
+  },
+  'SESSION_COOKIE_NAME with a space': {
+    env: { SESSION_COOKIE_NAME: 'my session' },
+    variable: 'SESSION_COOKIE_NAME',
+    shows: '"my session"',
+    allowed: /cookie name/,
+  },
+  'SESSION_COOKIE_SECURE unknown': {
+    env: { SESSION_COOKIE_SECURE: 'maybe' },
+    variable: 'SESSION_COOKIE_SECURE',
+    shows: '"maybe"',
+    allowed: /auto, true, false/,
+  },
+  'SESSION_COOKIE_SAMESITE unknown': {
+    env: { SESSION_COOKIE_SAMESITE: 'loose' },
+    variable: 'SESSION_COOKIE_SAMESITE',
+    shows: '"loose"',
+    allowed: /lax, strict, none/,
+  },
+  'SESSION_COOKIE_SAMESITE none without Secure': {
+    env: { SESSION_COOKIE_SAMESITE: 'none' },
+    variable: 'SESSION_COOKIE_SAMESITE',
+    shows: '"none"',
+    allowed: /SESSION_COOKIE_SECURE=true/,
+  },
   'TRUST_PROXY not a boolean': { env: { TRUST_PROXY: 'perhaps' }, variable: 'TRUST_PROXY', shows: '"perhaps"', allowed: /true or false/ },
   'LOG_LEVEL unknown': { env: { LOG_LEVEL: 'verbose' }, variable: 'LOG_LEVEL', shows: '"verbose"', allowed: /debug, info, warn, error, silent/ },
   'HTTP_HEADERS_TIMEOUT not a duration': { env: { HTTP_HEADERS_TIMEOUT: 'never' }, variable: 'HTTP_HEADERS_TIMEOUT', shows: '"never"', allowed: /duration/ },
-  'HTTP_REQUEST_TIMEOUT below the headers timeout': { env: { HTTP_HEADERS_TIMEOUT: '10s', HTTP_REQUEST_TIMEOUT: '5s' }, variable: 'HTTP_REQUEST_TIMEOUT', shows: '"5000ms"', allowed: /at least HTTP_HEADERS_TIMEOUT/ },
+  'HTTP_REQUEST_TIMEOUT below the headers timeout': {
+    env: { HTTP_HEADERS_TIMEOUT: '10s', HTTP_REQUEST_TIMEOUT: '5s' },
+    variable: 'HTTP_REQUEST_TIMEOUT',
+    shows: '"5000ms"',
+    allowed: /at least HTTP_HEADERS_TIMEOUT/,
+  },
   'HTTP_KEEP_ALIVE_TIMEOUT zero': { env: { HTTP_KEEP_ALIVE_TIMEOUT: '0' }, variable: 'HTTP_KEEP_ALIVE_TIMEOUT', shows: '"0"', allowed: /at least 1 ms/ },
-  'SESSION_KEYS too short with NODE_ENV=staging': { env: { NODE_ENV: 'staging', SESSION_KEYS: 'x' }, variable: 'SESSION_KEYS', shows: '1 key(s) of 1 characters', allowed: /at least 32 characters in production \(NODE_ENV=staging\)/ },
-  'SESSION_KEYS missing with NODE_ENV=Production': { env: { NODE_ENV: 'Production', SESSION_KEYS: '' }, variable: 'SESSION_KEYS', shows: '""', allowed: /required/ },
-  'SESSION_COOKIE_NAME __Host- without Secure': { env: { SESSION_COOKIE_NAME: '__Host-sid' }, variable: 'SESSION_COOKIE_NAME', shows: '"__Host-sid"', allowed: /SESSION_COOKIE_SECURE=true/ },
-  'SHUTDOWN_DRAIN not shorter than SHUTDOWN_TIMEOUT': { env: { SHUTDOWN_DRAIN: '5s', SHUTDOWN_TIMEOUT: '5s' }, variable: 'SHUTDOWN_DRAIN', shows: '"5000ms"', allowed: /less than SHUTDOWN_TIMEOUT/ },
+  'SESSION_KEYS too short with NODE_ENV=staging': {
+    env: { NODE_ENV: 'staging', SESSION_KEYS: 'x' },
+    variable: 'SESSION_KEYS',
+    shows: '1 key(s) of 1 characters',
+    allowed: /at least 32 characters in production \(NODE_ENV=staging\)/,
+  },
+  'SESSION_KEYS missing with NODE_ENV=Production': {
+    env: { NODE_ENV: 'Production', SESSION_KEYS: '' },
+    variable: 'SESSION_KEYS',
+    shows: '""',
+    allowed: /required/,
+  },
+  'SESSION_COOKIE_NAME __Host- without Secure': {
+    env: { SESSION_COOKIE_NAME: '__Host-sid' },
+    variable: 'SESSION_COOKIE_NAME',
+    shows: '"__Host-sid"',
+    allowed: /SESSION_COOKIE_SECURE=true/,
+  },
+  'SHUTDOWN_DRAIN not shorter than SHUTDOWN_TIMEOUT': {
+    env: { SHUTDOWN_DRAIN: '5s', SHUTDOWN_TIMEOUT: '5s' },
+    variable: 'SHUTDOWN_DRAIN',
+    shows: '"5000ms"',
+    allowed: /less than SHUTDOWN_TIMEOUT/,
+  },
   'SHUTDOWN_TIMEOUT not a duration': { env: { SHUTDOWN_TIMEOUT: 'later' }, variable: 'SHUTDOWN_TIMEOUT', shows: '"later"', allowed: /duration/ },
-  'REDIS_URL not a Redis URL': { env: { REDIS_URL: 'http://user:hunter2@cache:6379' }, variable: 'REDIS_URL', shows: '"http://user:***@cache:6379"', allowed: /redis:\/\// },
+  'REDIS_URL not a Redis URL': {
+    env: { REDIS_URL: 'http://user:hunter2@cache:6379' },
+    variable: 'REDIS_URL',
+    shows: '"http://user:***@cache:6379"',
+    allowed: /redis:\/\//,
+  },
   'REDIS_CONNECT_TIMEOUT not a duration': { env: { REDIS_CONNECT_TIMEOUT: 'fast' }, variable: 'REDIS_CONNECT_TIMEOUT', shows: '"fast"', allowed: /duration/ },
   'REDIS_COMMAND_TIMEOUT not a duration': { env: { REDIS_COMMAND_TIMEOUT: '-1' }, variable: 'REDIS_COMMAND_TIMEOUT', shows: '"-1"', allowed: /duration/ },
 };
@@ -83,7 +149,7 @@ test('start-up stops when the port is taken, naming it', async (t) => {
   t.regex(server.stderr(), new RegExp(`PORT.*${port}.*EADDRINUSE`));
 });
 
-test('defaults: the seed\'s port and one-minute max age, memory store, safe cookie settings', (t) => {
+test("defaults: the seed's port and one-minute max age, memory store, safe cookie settings", (t) => {
   const config = loadConfig({});
   t.is(config.http.port, 8199);
   t.is(config.http.host, '127.0.0.1');

@@ -4,8 +4,8 @@
  */
 import { createHmac } from 'node:crypto';
 import test from 'ava';
-import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
+import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 
 function sign(key: string, name: string, payload: string): string {
   return createHmac('sha256', key).update(`${name}=${payload}`).digest('base64url');

@@ -54,14 +54,18 @@ test('/get from another site still reads (reading changes nothing; the browser k
 });
 
 test('a route mounted with session.change is refused cross-site too', async (t) => {
-  const app = await appForTest(t, {}, {
-    routes: (router, session) => {
-      router.post('/login', session.change, async (ctx) => {
-        await ctx.session.regenerate();
-        ctx.body = 'welcome';
-      });
+  const app = await appForTest(
+    t,
+    {},
+    {
+      routes: (router, session) => {
+        router.post('/login', session.change, async (ctx) => {
+          await ctx.session.regenerate();
+          ctx.body = 'welcome';
+        });
+      },
     },
-  });
+  );
   const answer = await new Browser(app.url).request('/login', { method: 'POST', headers: { 'sec-fetch-site': 'cross-site' } });
   t.is(answer.status, 403);
   t.is((await new Browser(app.url).request('/login', { method: 'POST', headers: { 'sec-fetch-site': 'same-origin' } })).body, 'welcome');

@@ -1,12 +1,16 @@
 /** README, .env.example and config/ must tell the same story. */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { loadConfig } from '../config/index.ts';
 
 const root = new URL('../', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, root), 'utf8');
-const configSource = readdirSync(new URL('config/', root)).map((file) => read(`config/${file}`)).join('\n');
-const variablesRead = [...new Set([...configSource.matchAll(/'([A-Z][A-Z0-9_]+)'/g)].map((match) => match[1]))].filter((name) => name.includes('_') || ['HOST', 'PORT'].includes(name));
+const configSource = readdirSync(new URL('config/', root))
+  .map((file) => read(`config/${file}`))
+  .join('\n');
+const variablesRead = [...new Set([...configSource.matchAll(/'([A-Z][A-Z0-9_]+)'/g)].map((match) => match[1]))].filter(
+  (name) => name.includes('_') || ['HOST', 'PORT'].includes(name),
+);
 const example = read('.env.example');
 const exampleValues = Object.fromEntries([...example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((match) => [match[1], match[2]]));
 const readme = read('README.md');

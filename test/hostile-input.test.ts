@@ -8,8 +8,8 @@ import { createHmac } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import test from 'ava';
 import fc from 'fast-check';
-import { Browser } from './helpers/browser.ts';
 import { TEST_KEY } from './helpers/app.ts';
+import { Browser } from './helpers/browser.ts';
 import { startServerProcess } from './helpers/process.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 0) || 300;
@@ -32,7 +32,10 @@ function send(agent: Agent, base: URL, method: string, path: string, cookie: str
   });
 }
 
-const printable = fc.integer({ min: 0x20, max: 0xff }).filter((code) => code !== 0x7f).map((code) => String.fromCharCode(code));
+const printable = fc
+  .integer({ min: 0x20, max: 0xff })
+  .filter((code) => code !== 0x7f)
+  .map((code) => String.fromCharCode(code));
 const garbage = fc.string({ unit: printable, maxLength: 200 });
 const idLike = fc.oneof(
   fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '__proto__AAAAAAAAAAAA', 'constructorAAAAAAAAAA'),
@@ -78,10 +81,15 @@ test('random hostile requests: no 5xx, no crash, no foreign session id adopted',
     { nil: undefined },
   );
   const method = fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD', 'TRACE', 'PURGE', 'FOO');
-  const path = fc.tuple(
-    fc.oneof(fc.constantFrom('/set', '/get', '/del', '/healthz', '/', '//get', '/get/', '/GET', '/%00', '/%ZZ', '/..%2fget', '/get%20'), fc.webPath().filter((p) => p.startsWith('/'))),
-    fc.option(fc.webQueryParameters(), { nil: undefined }),
-  ).map(([p, query]) => (query === undefined ? p : `${p}?${query}`));
+  const path = fc
+    .tuple(
+      fc.oneof(
+        fc.constantFrom('/set', '/get', '/del', '/healthz', '/', '//get', '/get/', '/GET', '/%00', '/%ZZ', '/..%2fget', '/get%20'),
+        fc.webPath().filter((p) => p.startsWith('/')),
+      ),
+      fc.option(fc.webQueryParameters(), { nil: undefined }),
+    )
+    .map(([p, query]) => (query === undefined ? p : `${p}?${query}`));
 
   await fc.assert(
     fc.asyncProperty(method, path, cookieHeader, async (verb, target, cookie) => {
@@ -94,11 +102,18 @@ test('random hostile requests: no 5xx, no crash, no foreign session id adopted',
       const offeredIds = [...(cookie ?? '').matchAll(/sid=([^.;]*)/g)].map((match) => match[1]);
       for (const line of reply.setCookies) {
         const id = /^sid=([^.;]*)/.exec(line)?.[1];
-        if (id) t.false(offeredIds.some((offered) => offered === id && !genuine.some((value) => value.startsWith(`${id}.`))), `adopted ${id}`);
+        if (id)
+          t.false(
+            offeredIds.some((offered) => offered === id && !genuine.some((value) => value.startsWith(`${id}.`))),
+            `adopted ${id}`,
+          );
       }
       if (verb !== 'HEAD' && /^\/get(\?|$)/.test(target) && reply.status === 200 && reply.body !== '{}') {
         // Data can only come from a session the server issued, reached through its genuine cookie.
-        t.true(genuine.some((value) => cookie?.includes(`sid=${value}`)), `data for ${JSON.stringify(cookie)}`);
+        t.true(
+          genuine.some((value) => cookie?.includes(`sid=${value}`)),
+          `data for ${JSON.stringify(cookie)}`,
+        );
       }
       return reply.status < 500;
     }),

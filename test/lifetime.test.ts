@@ -5,9 +5,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
-import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { addSessionRoutes } from '../app/routes.ts';
 import { appForTest } from './helpers/app.ts';
+import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 
 test('an idle session expires after SESSION_MAX_AGE; replaying its cookie gives {}', async (t) => {
   const app = await appForTest(t, { SESSION_MAX_AGE: '600ms' });
@@ -55,22 +55,29 @@ test('SESSION_MAX_LIFETIME: alive until the millisecond it ends, refused after i
   t.is(await app.store.get(sessionIdOf(cookie)!, 60_000), undefined, 'the store entry ended with the lifetime (its TTL was capped to it)');
   const refused = await browser.request('/get');
   t.is(refused.body, '{}', 'refused past the absolute lifetime');
-  t.true(refused.setCookies.some((line) => /^sid=;.*expires=Thu, 01 Jan 1970/i.test(line)), 'and the refused cookie is cleared in that response');
+  t.true(
+    refused.setCookies.some((line) => /^sid=;.*expires=Thu, 01 Jan 1970/i.test(line)),
+    'and the refused cookie is cleared in that response',
+  );
   const again = await browser.request('/set');
   t.not(sessionIdOf(cookieValue(again.setCookies, 'sid')), sessionIdOf(cookie), 'a new session gets a new id');
 });
 
 test('regenerate() restarts the absolute lifetime: the new id counts from its own issue time', async (t) => {
   const lifetimeMs = 3_000;
-  const app = await appForTest(t, { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` }, {
-    routes: (router, session) => {
-      addSessionRoutes(router, session);
-      router.post('/login', session.change, async (ctx) => {
-        await ctx.session.regenerate();
-        ctx.body = 'welcome';
-      });
+  const app = await appForTest(
+    t,
+    { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` },
+    {
+      routes: (router, session) => {
+        addSessionRoutes(router, session);
+        router.post('/login', session.change, async (ctx) => {
+          await ctx.session.regenerate();
+          ctx.body = 'welcome';
+        });
+      },
     },
-  });
+  );
   const browser = new Browser(app.url);
   await browser.request('/set');
   const firstIssuedAt = issuedAtOf(browser.cookies.get('sid')!);
@@ -80,7 +87,7 @@ test('regenerate() restarts the absolute lifetime: the new id counts from its ow
   t.true(secondIssuedAt >= firstIssuedAt + 1_400, 'the new cookie carries a new issue time');
 
   await sleep(firstIssuedAt + lifetimeMs + 500 - Date.now());
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'alive past the first id\'s lifetime');
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], "alive past the first id's lifetime");
   await sleep(secondIssuedAt + lifetimeMs + 300 - Date.now());
   t.deepEqual(await browser.json('/get'), {}, 'refused once its own lifetime is over');
 });
@@ -111,7 +118,10 @@ test('100 parallel /set on one session all succeed and leave one valid session',
   const cookie = browser.cookieHeader!;
   const answers = await Promise.all(Array.from({ length: 100 }, () => new Browser(app.url).request('/set', { headers: { cookie } })));
   t.true(answers.every((answer) => answer.status === 200 && answer.body === 'ok'));
-  t.true(answers.every((answer) => answer.setCookies.length === 0), 'no request replaced the session id');
+  t.true(
+    answers.every((answer) => answer.setCookies.length === 0),
+    'no request replaced the session id',
+  );
   t.is((await app.store.health()).sessions, 1);
   const data = (await browser.json('/get')) as { time: number };
   t.true(Number.isInteger(data.time));

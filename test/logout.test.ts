@@ -3,8 +3,9 @@
  * purpose: a store wrapper (GatedStore) holds one request between its read and its write while another
  * request logs out or regenerates, then lets it go. Checked through the cookie and through the store.
  */
-import { connect } from 'node:net';
+
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Router from '@koa/router';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
@@ -175,7 +176,8 @@ scenario('a /set pipelined right behind /del on one connection never revives the
     await once(socket, 'connect');
     let answer = '';
     socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-    const request = (path: string, close = false) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sid=${cookie}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+    const request = (path: string, close = false) =>
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sid=${cookie}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
     socket.write(request('/del') + request('/set', true)); // one write: both requests on the wire at once
     await once(socket, 'close');
     t.is(answer.match(/HTTP\/1\.1 200 OK/g)?.length, 2, `both answered: ${answer}`);

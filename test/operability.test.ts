@@ -1,10 +1,11 @@
 /** What operators rely on: /healthz, request logs, and slow clients being cut off. */
-import { connect } from 'node:net';
+
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
-import { Browser } from './helpers/browser.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
+import { Browser } from './helpers/browser.ts';
 
 test('/healthz reports the store and never creates a session', async (t) => {
   const app = await appForTest(t);

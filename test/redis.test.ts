@@ -9,15 +9,15 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { createLogger } from '../app/logger.ts';
 import type { RedisStore } from '../app/stores/redis.ts';
 import { StoreUnavailableError } from '../app/stores/store.ts';
-import { Browser, sessionIdOf } from './helpers/browser.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
+import { Browser, sessionIdOf } from './helpers/browser.ts';
 import { spawnServer, startServerProcess } from './helpers/process.ts';
 import {
   deleteKeysWithPrefix,
   inspector,
   keysWithPrefix,
-  openTestRedisStore,
   OwnRedisServer,
+  openTestRedisStore,
   ownRedisServer,
   REDIS_URL,
   redisTest,
@@ -238,7 +238,10 @@ test('store: calls in flight are bounded; past the bound they fail at once', asy
       ),
     ),
   );
-  t.true(timings.every(({ ok }) => !ok), 'every call failed with StoreUnavailableError');
+  t.true(
+    timings.every(({ ok }) => !ok),
+    'every call failed with StoreUnavailableError',
+  );
   const waited = timings.filter(({ ms }) => ms >= COMMAND_TIMEOUT_MS - 50).length;
   t.is(waited, 10, 'only the 10 in flight waited for the deadline; the other 40 failed at once');
   t.true(Math.max(...timings.map(({ ms }) => ms)) < BOUND_MS);
@@ -422,9 +425,7 @@ test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every se
   t.log(timings.join('; '));
 
   const started = performance.now();
-  const burst = await Promise.all(
-    Array.from({ length: 50 }, (_, i) => new Browser(server.url).request(i % 2 ? '/get' : '/set', { headers: { cookie } })),
-  );
+  const burst = await Promise.all(Array.from({ length: 50 }, (_, i) => new Browser(server.url).request(i % 2 ? '/get' : '/set', { headers: { cookie } })));
   const burstMs = performance.now() - started;
   t.deepEqual(new Set(burst.map((answer) => answer.status)), new Set([503]), 'a burst while paused is refused, not queued');
   t.true(burstMs < BOUND_MS, `a burst of 50 answered within ${Math.round(burstMs)} ms`);

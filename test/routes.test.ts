@@ -1,7 +1,7 @@
 /** The three routes answer every HTTP method, with the right bodies and content types. */
 import test from 'ava';
-import { Browser, cookieValue } from './helpers/browser.ts';
 import { appForTest } from './helpers/app.ts';
+import { Browser, cookieValue } from './helpers/browser.ts';
 
 // Every method fetch may send; TRACE, TRACK and CONNECT are refused by fetch itself.
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PURGE'] as const;

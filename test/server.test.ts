@@ -3,13 +3,14 @@
  * listener close, deadline). Every test starts its own server; they run one at a time so that this
  * file never has more than one server process (and its load) on the machine at once.
  */
+
+import { once } from 'node:events';
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type TestFn } from 'ava';
-import { Browser } from './helpers/browser.ts';
 import { TEST_KEY } from './helpers/app.ts';
+import { Browser } from './helpers/browser.ts';
 import { killOnTeardown, logLines, type ServerProcess, startServerProcess, waitForOutput } from './helpers/process.ts';
 
 const test = anyTest.serial as TestFn;
@@ -81,7 +82,9 @@ test('npm start prints one line with the URL, serves the routes, and exits 0 on 
   t.is(server.stderr(), '');
   t.notRegex(server.stdout(), new RegExp(browser.cookies.get('sid')!.split('.')[0]), 'no raw session id in the logs');
   t.deepEqual(
-    logLines(server).map((line) => line.msg).filter((msg) => msg !== 'request'),
+    logLines(server)
+      .map((line) => line.msg)
+      .filter((msg) => msg !== 'request'),
     [`listening on ${server.url}`, 'shutting down', 'listener closed', 'stopped'],
   );
 });
@@ -182,7 +185,10 @@ test('SIGINT skips the drain, and does not wait for idle keep-alive connections'
   const exit = await exitOf(server, signalled);
   t.is(exit.code, 0);
   t.true(exit.afterMs < 5_000, `exits at once, not after the 10 s drain or keep-alive timeout (${exit.afterMs} ms)`);
-  t.like(logLines(server).find((line) => line.msg === 'shutting down'), { signal: 'SIGINT', drainMs: 0 });
+  t.like(
+    logLines(server).find((line) => line.msg === 'shutting down'),
+    { signal: 'SIGINT', drainMs: 0 },
+  );
 });
 
 test('SIGINT during a SIGTERM drain ends the drain', async (t) => {
@@ -227,7 +233,13 @@ test('a request that never completes makes the process exit 1 after SHUTDOWN_TIM
 });
 
 test('a client stalling in its headers during shutdown is still cut off by HTTP_HEADERS_TIMEOUT, and the exit is 0', async (t) => {
-  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', SHUTDOWN_TIMEOUT: '8s', HTTP_HEADERS_TIMEOUT: '1s', HTTP_REQUEST_TIMEOUT: '2s' });
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: '200ms',
+    SHUTDOWN_TIMEOUT: '8s',
+    HTTP_HEADERS_TIMEOUT: '1s',
+    HTTP_REQUEST_TIMEOUT: '2s',
+  });
   const stalled = await rawConnection(server.url);
   stalled.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n');
 
@@ -337,7 +349,15 @@ async function keepAliveClient(url: string, tally: Tally, shutdownSeen: () => bo
 test('measured: 8 keep-alive clients sending back to back through a SIGTERM see no reset, hang-up or unanswered request', async (t) => {
   const drainMs = 1_000;
   const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: `${drainMs}ms`, SHUTDOWN_TIMEOUT: '15s' });
-  const tally: Tally = { answered: 0, answeredWithClose: 0, onReusedConnection: 0, keptAliveDuringShutdown: 0, lastAnswerSaidClose: 0, refused: 0, failures: [] };
+  const tally: Tally = {
+    answered: 0,
+    answeredWithClose: 0,
+    onReusedConnection: 0,
+    keptAliveDuringShutdown: 0,
+    lastAnswerSaidClose: 0,
+    refused: 0,
+    failures: [],
+  };
   let exited = false;
   void server.exited.then(() => (exited = true));
   const started = Date.now();
@@ -380,7 +400,7 @@ test('measured: 8 keep-alive clients sending back to back through a SIGTERM see 
   t.true(answeredBefore > 8 && reusedBefore > 0, 'the clients were sending, on kept-alive connections, when SIGTERM came');
   t.true(tally.answered - answeredBefore > 8, 'and kept being answered during the drain');
   t.true(tally.answeredWithClose >= 8, 'each client was told to close its connection');
-  t.is(tally.lastAnswerSaidClose, 8, 'each client\'s last answer told it to close its connection');
+  t.is(tally.lastAnswerSaidClose, 8, "each client's last answer told it to close its connection");
   t.true(tally.refused > 0, 'then the next requests were refused (ECONNREFUSED)');
   t.deepEqual(tally.failures, [], 'no ECONNRESET, hang-up, unanswered or partial request');
   t.is(exit.code, 0);

@@ -15,7 +15,13 @@ test('soak: 20 s of mixed traffic at the store cap, no errors, no wrong answers'
   t.is(result.wrongAnswers, 0);
   t.true(result.requests > 1_000, 'traffic actually ran');
   t.true(result.samples.length >= 10, 'the server was sampled throughout');
-  t.true(result.samples.every((sample) => sample.sessions !== undefined && sample.sessions <= cap), 'never above the cap');
-  t.true(result.samples.some((sample) => sample.sessions === cap || sample.sessions! >= cap * 0.9), 'the store was held at its cap');
+  t.true(
+    result.samples.every((sample) => sample.sessions !== undefined && sample.sessions <= cap),
+    'never above the cap',
+  );
+  t.true(
+    result.samples.some((sample) => sample.sessions === cap || sample.sessions! >= cap * 0.9),
+    'the store was held at its cap',
+  );
   t.is(result.serverExitCode, 0);
 });

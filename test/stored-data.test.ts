@@ -32,7 +32,11 @@ const INVALID_VALUES: Record<string, string> = {
 
 const STORES = [
   { name: 'memory', test, env: (): Record<string, string> => ({}) },
-  { name: 'redis', test: redisTest(test), env: (): Record<string, string> => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix() }) },
+  {
+    name: 'redis',
+    test: redisTest(test),
+    env: (): Record<string, string> => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix() }),
+  },
 ];
 
 async function appFor(t: ExecutionContext, env: Record<string, string>): Promise<RunningApp> {
@@ -83,14 +87,18 @@ redisTest(test)('redis store: a session key holding another Redis type reads as 
 });
 
 test('a handler that stores a reserved field name fails loudly at write instead of losing the session later', async (t) => {
-  const app = await appForTest(t, {}, {
-    routes: (router, session) => {
-      router.all('/bad', session.change, (ctx) => {
-        Reflect.set(ctx.session, 'constructor', 'x');
-        ctx.body = 'ok';
-      });
+  const app = await appForTest(
+    t,
+    {},
+    {
+      routes: (router, session) => {
+        router.all('/bad', session.change, (ctx) => {
+          Reflect.set(ctx.session, 'constructor', 'x');
+          ctx.body = 'ok';
+        });
+      },
     },
-  });
+  );
   const answer = await new Browser(app.url).request('/bad');
   t.is(answer.status, 500);
   t.deepEqual(answer.setCookies, []);

@@ -3,8 +3,8 @@
  * /set stores the time, /get shows it, and after a restart the session is gone.
  */
 import test from 'ava';
-import { Browser } from './helpers/browser.ts';
 import { startApp } from './helpers/app.ts';
+import { Browser } from './helpers/browser.ts';
 
 test('set, get, restart, get: memory sessions do not survive a restart', async (t) => {
   const first = await startApp();

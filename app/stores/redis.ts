@@ -76,11 +76,7 @@ async function withDeadline<T>(work: Promise<T>, ms: number, timeoutError: () =>
  * deadline matters: a paused Redis still accepts TCP connections (the kernel does) but never
  * completes the handshake.
  */
-async function openClient(
-  options: RedisStoreOptions,
-  onError: (client: Client, error: Error) => void,
-  onCreated?: (client: Client) => void,
-): Promise<Client> {
+async function openClient(options: RedisStoreOptions, onError: (client: Client, error: Error) => void, onCreated?: (client: Client) => void): Promise<Client> {
   const client = createRedisClient(options);
   // node-redis emits 'error' for every failure; without a listener it would crash the process.
   client.on('error', (error: Error) => onError(client, error));

@@ -15,7 +15,7 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { startServerProcess, type ServerProcess } from '../helpers/process.ts';
+import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
 
 const { values: options } = parseArgs({
   options: {
@@ -102,7 +102,9 @@ async function main(): Promise<void> {
         if (round === 0) await load(target.server.url + scenario.path, headers, 2); // JIT warm-up
         const measurement = await load(target.server.url + scenario.path, headers, duration);
         samples.set(key(scenario.name, target.name), [...(samples.get(key(scenario.name, target.name)) ?? []), measurement]);
-        process.stderr.write(`round ${round + 1}/${rounds} ${scenario.name} ${target.name}: ${Math.round(measurement.requestsPerSecond)} req/s, p99 ${measurement.p99Ms} ms\n`);
+        process.stderr.write(
+          `round ${round + 1}/${rounds} ${scenario.name} ${target.name}: ${Math.round(measurement.requestsPerSecond)} req/s, p99 ${measurement.p99Ms} ms\n`,
+        );
       }
     }
   }

@@ -5,12 +5,12 @@
  * a key prefix of its own and deletes its keys afterwards, so tests can run in parallel and leave
  * nothing behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { parseEnv } from 'node:util';
-import { once } from 'node:events';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseEnv } from 'node:util';
 import type { Implementation, TestFn } from 'ava';
 import { createClient } from 'redis';
 import { silentLogger } from '../../app/logger.ts';

@@ -20,7 +20,8 @@ const { values } = parseArgs({
   },
 });
 const store = values.store === 'redis' ? 'redis' : 'memory';
-const env: Record<string, string> = store === 'redis' ? { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `soak:${process.pid}:` } : {};
+const env: Record<string, string> =
+  store === 'redis' ? { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `soak:${process.pid}:` } : {};
 
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 process.stdout.write('  t (s) | phase | requests | sessions | heap MB | RSS MB | loop p99 ms\n');
@@ -33,13 +34,17 @@ const result = await runSoak({
   env,
   onSample: (s: Sample) => {
     if (Math.round(s.atMs / 1_000) % 10 === 0) {
-      process.stdout.write(`${String(Math.round(s.atMs / 1_000)).padStart(7)} | ${s.phase.padEnd(5)} | ${String(s.requests).padStart(8)} | ${String(s.sessions ?? '-').padStart(8)} | ${mb(s.heapUsedBytes).padStart(7)} | ${mb(s.rssBytes).padStart(6)} | ${s.eventLoopDelayP99Ms}\n`);
+      process.stdout.write(
+        `${String(Math.round(s.atMs / 1_000)).padStart(7)} | ${s.phase.padEnd(5)} | ${String(s.requests).padStart(8)} | ${String(s.sessions ?? '-').padStart(8)} | ${mb(s.heapUsedBytes).padStart(7)} | ${mb(s.rssBytes).padStart(6)} | ${s.eventLoopDelayP99Ms}\n`,
+      );
     }
   },
 });
 
 const mixed = result.samples.filter((s) => s.phase === 'mixed');
-const sweeping = mixed.filter((s, i) => i > 0 && mixed[i - 1].sessions !== undefined && s.sessions !== undefined && mixed[i - 1].sessions! - s.sessions > 1_000);
+const sweeping = mixed.filter(
+  (s, i) => i > 0 && mixed[i - 1].sessions !== undefined && s.sessions !== undefined && mixed[i - 1].sessions! - s.sessions > 1_000,
+);
 const reclaimed = (windows: Sample[]) =>
   windows.reduce((sum, s) => {
     const before = mixed[mixed.indexOf(s) - 1];

@@ -49,7 +49,14 @@ interface User {
   time: number | undefined;
 }
 
-const BAD_COOKIES = ['sid=garbage', 'sid=__proto__', 'sid=constructor.1.x', `sid=${'A'.repeat(21)}.tp4dkx.${'B'.repeat(43)}`, 'sid=', `sid=${'x'.repeat(4000)}`];
+const BAD_COOKIES = [
+  'sid=garbage',
+  'sid=__proto__',
+  'sid=constructor.1.x',
+  `sid=${'A'.repeat(21)}.tp4dkx.${'B'.repeat(43)}`,
+  'sid=',
+  `sid=${'x'.repeat(4000)}`,
+];
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const server = await startServerProcess({
@@ -138,13 +145,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       user.time = before; // refined by the next read
       const read = await call('/get', cookie);
       const shown = JSON.parse(read.body) as { time?: number };
-      if (shown.time === undefined) user.time = undefined; // evicted already (store at its cap)
+      if (shown.time === undefined)
+        user.time = undefined; // evicted already (store at its cap)
       else if (shown.time < before || shown.time > Math.floor(Date.now() / 1000)) return wrong(`new session shows ${read.body}`);
       else user.time = shown.time;
     } else if (roll < 0.65) {
       const read = await call('/get', user.cookie);
       const shown = JSON.parse(read.body) as { time?: number };
-      if (shown.time === undefined) user.time = undefined; // expired or evicted: allowed
+      if (shown.time === undefined)
+        user.time = undefined; // expired or evicted: allowed
       else if (shown.time !== user.time) return wrong(`/get showed ${read.body}, expected ${JSON.stringify({ time: user.time })}`);
     } else if (roll < 0.8) {
       const before = Math.floor(Date.now() / 1000);
