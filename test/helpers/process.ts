@@ -4,14 +4,15 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SERVER_ENTRY = fileURLToPath(new URL('../../app/server.ts', import.meta.url));
-const TSX = import.meta.resolve('tsx');
+/** What `npm start` passes to --import: tsx on Node 20, nothing on Node 22.18+ (see app/load-typescript.js). */
+const LOAD_TYPESCRIPT = new URL('../../app/load-typescript.js', import.meta.url).href;
 
 export interface ServerProcess {
   readonly child: ChildProcess;
@@ -21,10 +22,16 @@ export interface ServerProcess {
   readonly exited: Promise<number | string>;
 }
 
-/** Every child spawned here that has not exited: killed if the test worker exits first (a failed or timed-out test). */
-const liveChildren = new Set<ChildProcess>();
+/**
+ * Every child spawned here that has not exited, with its temp folder: killed, and the folder removed,
+ * if the test worker exits first (a failed or timed-out test).
+ */
+const liveChildren = new Map<ChildProcess, string>();
 process.once('exit', () => {
-  for (const child of liveChildren) child.kill('SIGKILL');
+  for (const [child, cwd] of liveChildren) {
+    child.kill('SIGKILL');
+    rmSync(cwd, { recursive: true, force: true });
+  }
 });
 
 /**
@@ -43,11 +50,11 @@ export interface SpawnOptions {
   readonly args?: readonly string[];
 }
 
-/** Runs app/server.ts (or options.script) under tsx, as `npm start` does. */
+/** Runs app/server.ts (or options.script) as `npm start` does: Node's own type stripping, or tsx on Node 20. */
 export function spawnServer(env: Record<string, string>, options: SpawnOptions = {}): ServerProcess {
   const cwd = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
   if (options.dotEnv !== undefined) writeFileSync(join(cwd, '.env'), options.dotEnv);
-  const child = spawn(process.execPath, ['--import', TSX, options.script ?? SERVER_ENTRY, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', '--import', LOAD_TYPESCRIPT, options.script ?? SERVER_ENTRY, ...(options.args ?? [])], {
     cwd,
     env: environment(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -56,10 +63,11 @@ export function spawnServer(env: Record<string, string>, options: SpawnOptions =
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  liveChildren.add(child);
+  liveChildren.set(child, cwd);
   // 'close', not 'exit': 'exit' can come before the last output has been read from the pipes.
   const exited = once(child, 'close').then(([code, signal]) => {
     liveChildren.delete(child);
+    rmSync(cwd, { recursive: true, force: true });
     return (code ?? signal) as number | string;
   });
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
