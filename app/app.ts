@@ -9,7 +9,7 @@ import { errorHandler } from './errors.ts';
 import { addHealthRoute, closeConnectionsOnShutdown, type Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
 import { requestLog } from './request-log.ts';
-import { addSessionRoutes } from './routes.ts';
+import { addIndexRoute, addSessionRoutes } from './routes.ts';
 import { createSessionMiddleware, type SessionMiddleware } from './session/middleware.ts';
 import type { SessionStore } from './stores/store.ts';
 
@@ -31,6 +31,7 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
 
   // One router for every route: one path match per request.
   const router = new Router();
+  addIndexRoute(router);
   addHealthRoute(router, store, lifecycle);
   routes(router, createSessionMiddleware(app, { config: config.session, store, logger }));
 
@@ -38,5 +39,7 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
   app.use(closeConnectionsOnShutdown(lifecycle));
   app.use(errorHandler(logger));
   app.use(router.routes());
+  // 405 with Allow for a known path and a method it does not take (POST /healthz), instead of 404.
+  app.use(router.allowedMethods());
   return app;
 }

@@ -23,3 +23,18 @@ export function addSessionRoutes(router: Router, session: SessionMiddleware): vo
     ctx.body = 'ok';
   });
 }
+
+/** `/`: a short answer that names the routes, so a first visit in a browser is not a bare "Not Found". */
+export function addIndexRoute(router: Router): void {
+  router.get('/', (ctx) => {
+    ctx.type = 'text/plain';
+    ctx.body = [
+      'Koa session starter (GoFrame "Session - Memory"):',
+      '  /set  stores the current Unix time in your session',
+      '  /get  shows your session as JSON',
+      '  /del  ends your session',
+      '  /healthz  for load balancers and probes',
+      '',
+    ].join('\n');
+  });
+}

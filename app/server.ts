@@ -4,7 +4,7 @@
  */
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Config, loadConfig, readEnvironment, StartupError } from '../config/index.ts';
+import { type Config, loadConfig, readEnvironment, SETTING_NAMES, StartupError } from '../config/index.ts';
 import { createApp } from './app.ts';
 import { closeListener, countConnections, createHttpServer } from './http-server.ts';
 import type { Lifecycle } from './lifecycle.ts';
@@ -26,7 +26,8 @@ function exitWithStartupError(error: unknown): never {
 async function main(): Promise<void> {
   let config: Config;
   try {
-    config = loadConfig(readEnvironment());
+    const { env, warnings } = readEnvironment(SETTING_NAMES);
+    config = loadConfig(env, warnings);
   } catch (error) {
     exitWithStartupError(error);
   }

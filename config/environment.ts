@@ -2,11 +2,78 @@
  * Where settings come from: the process environment, plus a `.env` file in the working directory
  * when there is one. Variables already set in the environment win over the file, as with
  * `node --env-file`. This is the only module that touches process.env.
+ *
+ * Node's .env reader skips what it cannot read without a word, so a typo would silently leave a
+ * default in place (`SESION_MAX_AGE=5s`, `PORT 8200`). The file is checked too: a line that is not
+ * `NAME=value`, and a name that is not a setting but looks like one, each give a start-up warning.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Environment } from './parsers.ts';
 
-export function readEnvironment(envFile = '.env'): Environment {
-  if (existsSync(envFile)) process.loadEnvFile(envFile);
-  return process.env;
+export interface EnvironmentReading {
+  readonly env: Environment;
+  /** What looks wrong in the .env file (logged at start; nothing stops). */
+  readonly warnings: readonly string[];
+}
+
+export function readEnvironment(knownNames: readonly string[], envFile = '.env'): EnvironmentReading {
+  if (!existsSync(envFile)) return { env: process.env, warnings: [] };
+  process.loadEnvFile(envFile);
+  return { env: process.env, warnings: checkEnvFile(readFileSync(envFile, 'utf8'), knownNames, envFile) };
+}
+
+const ASSIGNMENT = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=/;
+/** Our settings' families: an unknown name with one of these prefixes is most likely a typo. */
+const OUR_PREFIXES = ['SESSION_', 'REDIS_', 'HTTP_', 'LOG_', 'SHUTDOWN_'];
+
+/** Warnings for the lines of a .env file that cannot do what their author meant. */
+export function checkEnvFile(text: string, knownNames: readonly string[], fileName = '.env'): string[] {
+  const warnings: string[] = [];
+  let inQuotedValue = false;
+  text.split(/\r?\n/).forEach((line, index) => {
+    // A value in quotes may span lines (Node's reader allows it): skip its continuation lines.
+    if (inQuotedValue) {
+      if (/"\s*$/.test(line)) inQuotedValue = false;
+      return;
+    }
+    if (line.trim() === '' || line.trimStart().startsWith('#')) return;
+    const match = ASSIGNMENT.exec(line);
+    if (match === null) {
+      warnings.push(`${fileName} line ${index + 1} is not NAME=value and is ignored: ${JSON.stringify(line.trim().slice(0, 60))}`);
+      return;
+    }
+    if (/=\s*"[^"]*$/.test(line)) inQuotedValue = true;
+    const name = match[1];
+    if (knownNames.includes(name)) return;
+    const meant = closestName(name, knownNames);
+    if (meant !== undefined) {
+      warnings.push(`${fileName} line ${index + 1}: ${name} is not a setting of this app; did you mean ${meant}?`);
+    } else if (OUR_PREFIXES.some((prefix) => name.startsWith(prefix))) {
+      warnings.push(`${fileName} line ${index + 1}: ${name} is not a setting of this app (see .env.example)`);
+    }
+  });
+  return warnings;
+}
+
+/** The known name within two edits of `name` (case aside), if there is one. */
+function closestName(name: string, knownNames: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const known of knownNames) {
+    const distance = editDistance(name.toUpperCase(), known);
+    if (distance <= 2 && (best === undefined || distance < best.distance)) best = { name: known, distance };
+  }
+  return best?.name;
+}
+
+/** Levenshtein distance, one row at a time. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }

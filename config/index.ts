@@ -6,8 +6,35 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, type Environment, readBoolean, readChoice, readDuration, readInteger, readOptionalString, readString } from './parsers.ts';
 
-export { readEnvironment } from './environment.ts';
+export { checkEnvFile, readEnvironment } from './environment.ts';
 export { ConfigError, StartupError } from './parsers.ts';
+
+/** Every setting this module reads (the .env check warns about names close to these). */
+export const SETTING_NAMES = [
+  'NODE_ENV',
+  'HOST',
+  'PORT',
+  'TRUST_PROXY',
+  'HTTP_HEADERS_TIMEOUT',
+  'HTTP_REQUEST_TIMEOUT',
+  'HTTP_KEEP_ALIVE_TIMEOUT',
+  'SHUTDOWN_DRAIN',
+  'SHUTDOWN_TIMEOUT',
+  'LOG_LEVEL',
+  'LOG_FORMAT',
+  'SESSION_STORE',
+  'SESSION_MAX_AGE',
+  'SESSION_MAX_LIFETIME',
+  'SESSION_MAX_ENTRIES',
+  'SESSION_KEYS',
+  'SESSION_COOKIE_NAME',
+  'SESSION_COOKIE_SECURE',
+  'SESSION_COOKIE_SAMESITE',
+  'REDIS_URL',
+  'REDIS_KEY_PREFIX',
+  'REDIS_CONNECT_TIMEOUT',
+  'REDIS_COMMAND_TIMEOUT',
+] as const;
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -72,7 +99,8 @@ export interface Config {
   readonly http: HttpConfig;
   readonly log: { readonly level: LogLevel; readonly format: LogFormat };
   readonly session: SessionConfig;
-  readonly redis: RedisConfig;
+  /** The Redis settings when SESSION_STORE=redis; null otherwise (they are not even validated then). */
+  readonly redis: RedisConfig | null;
 }
 
 const MIN_PRODUCTION_KEY_LENGTH = 32;
@@ -161,11 +189,15 @@ function deepFreeze<T extends object>(value: T): T {
   return Object.freeze(value);
 }
 
-/** Parses and validates every setting; throws ConfigError on the first bad one. */
-export function loadConfig(env: Environment): Config {
+/**
+ * Parses and validates every setting; throws ConfigError on the first bad one. `earlierWarnings`
+ * (what readEnvironment found in the .env file) lead the config's own warnings.
+ */
+export function loadConfig(env: Environment, earlierWarnings: readonly string[] = []): Config {
   const nodeEnv = env.NODE_ENV?.trim() ?? '';
   const production = nodeEnv !== '' && !DEVELOPMENT_ENVIRONMENTS.includes(nodeEnv);
-  const warnings: string[] = [];
+  const warnings: string[] = [...earlierWarnings];
+  const store = readChoice(env, 'SESSION_STORE', 'memory', STORE_KINDS);
   const config: Config = {
     production,
     warnings,
@@ -181,14 +213,14 @@ export function loadConfig(env: Environment): Config {
     },
     log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS), format: readChoice(env, 'LOG_FORMAT', 'auto', LOG_FORMATS) },
     session: {
-      store: readChoice(env, 'SESSION_STORE', 'memory', STORE_KINDS),
+      store,
       maxAgeMs: readDuration(env, 'SESSION_MAX_AGE', 60_000),
       maxLifetimeMs: readDuration(env, 'SESSION_MAX_LIFETIME', null),
       maxEntries: readInteger(env, 'SESSION_MAX_ENTRIES', 100_000, 1, 100_000_000),
       ...readSessionKeys(env, production, warnings),
       cookie: readCookie(env),
     },
-    redis: readRedis(env),
+    redis: store === 'redis' ? readRedis(env) : null,
   };
   if (config.http.requestTimeoutMs < config.http.headersTimeoutMs) {
     // Node refuses a request timeout shorter than the headers timeout.

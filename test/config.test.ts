@@ -6,9 +6,9 @@
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import { loadConfig } from '../config/index.ts';
+import { checkEnvFile, loadConfig, SETTING_NAMES } from '../config/index.ts';
 import { TEST_KEY } from './helpers/app.ts';
-import { spawnServer } from './helpers/process.ts';
+import { spawnServer, startServerProcess } from './helpers/process.ts';
 
 interface BadSetting {
   readonly env: Record<string, string>;
@@ -109,13 +109,23 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   },
   'SHUTDOWN_TIMEOUT not a duration': { env: { SHUTDOWN_TIMEOUT: 'later' }, variable: 'SHUTDOWN_TIMEOUT', shows: '"later"', allowed: /duration/ },
   'REDIS_URL not a Redis URL': {
-    env: { REDIS_URL: 'http://user:hunter2@cache:6379' },
+    env: { SESSION_STORE: 'redis', REDIS_URL: 'http://user:hunter2@cache:6379' },
     variable: 'REDIS_URL',
     shows: '"http://user:***@cache:6379"',
     allowed: /redis:\/\//,
   },
-  'REDIS_CONNECT_TIMEOUT not a duration': { env: { REDIS_CONNECT_TIMEOUT: 'fast' }, variable: 'REDIS_CONNECT_TIMEOUT', shows: '"fast"', allowed: /duration/ },
-  'REDIS_COMMAND_TIMEOUT not a duration': { env: { REDIS_COMMAND_TIMEOUT: '-1' }, variable: 'REDIS_COMMAND_TIMEOUT', shows: '"-1"', allowed: /duration/ },
+  'REDIS_CONNECT_TIMEOUT not a duration': {
+    env: { SESSION_STORE: 'redis', REDIS_CONNECT_TIMEOUT: 'fast' },
+    variable: 'REDIS_CONNECT_TIMEOUT',
+    shows: '"fast"',
+    allowed: /duration/,
+  },
+  'REDIS_COMMAND_TIMEOUT not a duration': {
+    env: { SESSION_STORE: 'redis', REDIS_COMMAND_TIMEOUT: '-1' },
+    variable: 'REDIS_COMMAND_TIMEOUT',
+    shows: '"-1"',
+    allowed: /duration/,
+  },
 };
 
 function assertOneLineNoStack(t: ExecutionContext, stderr: string) {
@@ -218,4 +228,43 @@ test('SESSION_COOKIE_SECURE=true makes the default cookie name __Host-sid', (t) 
   t.is(loadConfig({ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_NAME: '__Secure-app' }).session.cookie.name, '__Secure-app');
   t.throws(() => loadConfig({ SESSION_COOKIE_SECURE: 'auto', SESSION_COOKIE_NAME: '__Secure-app' }), { message: /SESSION_COOKIE_SECURE=true/ });
   t.is(loadConfig({ SHUTDOWN_DRAIN: '0' }).http.shutdownDrainMs, 0, 'a drain of 0 switches it off');
+});
+
+test('a .env line that is not NAME=value, and a name that looks like a setting, each give one warning', (t) => {
+  const text = [
+    '# a comment',
+    '',
+    'SESION_MAX_AGE=5s',
+    'PORT 8200',
+    'session_store=redis',
+    'SESSION_MAX_AGES=1m',
+    'DATABASE_URL=postgres://x',
+    'PORT=8201',
+  ].join('\n');
+  t.deepEqual(checkEnvFile(text, SETTING_NAMES), [
+    '.env line 3: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?',
+    '.env line 4 is not NAME=value and is ignored: "PORT 8200"',
+    '.env line 5: session_store is not a setting of this app; did you mean SESSION_STORE?',
+    '.env line 6: SESSION_MAX_AGES is not a setting of this app; did you mean SESSION_MAX_AGE?',
+  ]);
+});
+
+test('the server prints the .env warnings at start, one line each, and still starts', async (t) => {
+  const server = await startServerProcess({ SESSION_KEYS: TEST_KEY, LOG_FORMAT: 'json' }, { dotEnv: 'SESION_MAX_AGE=5s\nPORT 8200\n' });
+  t.teardown(() => server.child.kill('SIGKILL'));
+  const warnings = server
+    .stdout()
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { level: string; msg: string })
+    .filter((line) => line.level === 'warn');
+  t.deepEqual(
+    warnings.map((line) => line.msg),
+    ['.env line 1: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?', '.env line 2 is not NAME=value and is ignored: "PORT 8200"'],
+  );
+});
+
+test('Redis settings are not even read with the memory store', (t) => {
+  t.is(loadConfig({ REDIS_URL: 'not a url' }).redis, null);
+  t.throws(() => loadConfig({ SESSION_STORE: 'redis', REDIS_URL: 'not a url' }), { message: /REDIS_URL/ });
 });

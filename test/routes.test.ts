@@ -114,3 +114,15 @@ test('TRACE, which fetch refuses to send, is answered too', async (t) => {
   t.is((await trace('/del', set.cookie)).body, 'ok');
   t.is((await trace('/get', set.cookie)).body, '{}');
 });
+
+test('/ names the routes; a method /healthz does not take is 405 with Allow, not 404', async (t) => {
+  const app = await appForTest(t);
+  const index = await new Browser(app.url).request('/');
+  t.is(index.status, 200);
+  t.regex(index.headers.get('content-type')!, /^text\/plain/);
+  for (const route of ['/set', '/get', '/del', '/healthz']) t.true(index.body.includes(route), `names ${route}`);
+  t.deepEqual(index.setCookies, [], 'no session');
+  const post = await new Browser(app.url).request('/healthz', { method: 'POST' });
+  t.is(post.status, 405);
+  t.is(post.headers.get('allow'), 'HEAD, GET');
+});

@@ -10,6 +10,8 @@ export async function createStore(config: Config, logger: Logger): Promise<Sessi
     case 'memory':
       return new MemoryStore({ maxEntries: config.session.maxEntries });
     case 'redis':
+      // config/ reads the Redis settings whenever SESSION_STORE=redis.
+      if (config.redis === null) throw new Error('SESSION_STORE=redis without Redis settings');
       return RedisStore.connect({ ...config.redis, logger });
   }
 }

@@ -54,11 +54,15 @@ export interface SpawnOptions {
 export function spawnServer(env: Record<string, string>, options: SpawnOptions = {}): ServerProcess {
   const cwd = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
   if (options.dotEnv !== undefined) writeFileSync(join(cwd, '.env'), options.dotEnv);
-  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', '--import', LOAD_TYPESCRIPT, options.script ?? SERVER_ENTRY, ...(options.args ?? [])], {
-    cwd,
-    env: environment(env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--disable-warning=ExperimentalWarning', '--import', LOAD_TYPESCRIPT, options.script ?? SERVER_ENTRY, ...(options.args ?? [])],
+    {
+      cwd,
+      env: environment(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
