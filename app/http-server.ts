@@ -6,7 +6,7 @@
  * counting the connections still open.
  */
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import type Koa from 'koa';
 import type { HttpConfig } from '../config/index.ts';
@@ -24,14 +24,43 @@ export function createHttpServer(app: Koa, http: HttpConfig): Server {
   );
 }
 
-/** Counts the server's open connections (idle keep-alive ones included), for shutdown logs. */
-export function countConnections(server: Server): () => number {
+/**
+ * The server's open connections, and which of them carry a request right now. Node's
+ * closeIdleConnections() closes only keep-alive connections that have served a request; a connection
+ * that never sent one (a browser's pre-opened socket, a client stalled in its headers) stays open
+ * until HTTP_HEADERS_TIMEOUT and would hold the shutdown past its deadline.
+ */
+export interface Connections {
+  readonly count: () => number;
+  /** Closes every connection that is not carrying a request right now (may race a client about to send). */
+  readonly closeAllIdle: () => void;
+}
+
+export function trackConnections(server: Server): Connections {
   const open = new Set<Socket>();
+  const busy = new Map<Socket, number>();
   server.on('connection', (socket: Socket) => {
     open.add(socket);
-    socket.once('close', () => open.delete(socket));
+    socket.once('close', () => {
+      open.delete(socket);
+      busy.delete(socket);
+    });
   });
-  return () => open.size;
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const { socket } = request;
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    response.once('close', () => {
+      const left = (busy.get(socket) ?? 1) - 1;
+      if (left > 0) busy.set(socket, left);
+      else busy.delete(socket);
+    });
+  });
+  return {
+    count: () => open.size,
+    closeAllIdle() {
+      for (const socket of open) if (!busy.has(socket)) socket.destroy();
+    },
+  };
 }
 
 /**

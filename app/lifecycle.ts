@@ -53,8 +53,22 @@ export function addHealthRoute(router: Router, store: SessionStore, lifecycle: L
  * keep-alive connection under a client that may be sending on it.)
  */
 export function closeConnectionsOnShutdown(lifecycle: Lifecycle): Middleware {
+  /** Connections already told to close: a request pipelined behind that answer must not be processed. */
+  const closing = new WeakSet<object>();
   return function closeOnShutdown(ctx, next) {
-    if (lifecycle.closeConnections ?? lifecycle.shuttingDown) ctx.set('Connection', 'close');
+    if (!(lifecycle.closeConnections ?? lifecycle.shuttingDown)) return next();
+    const { socket } = ctx.req;
+    if (closing.has(socket)) {
+      // RFC 9112 §9.6: after sending `close`, a server must not process further requests on that
+      // connection. Node would run this one and then drop its answer with the socket; refuse it
+      // instead, so nothing is done that nobody hears about (a pipelined /del, say).
+      ctx.status = 503;
+      ctx.set('Connection', 'close');
+      ctx.body = { error: 'Service Unavailable', message: 'This connection is closing; send the request again on a new one.' };
+      return;
+    }
+    closing.add(socket);
+    ctx.set('Connection', 'close');
     return next();
   };
 }

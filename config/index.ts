@@ -142,7 +142,8 @@ function readCookie(env: Environment): CookieConfig {
   if (!COOKIE_NAME.test(name)) {
     throw new ConfigError('SESSION_COOKIE_NAME', name, "a cookie name: letters, digits and !#$%&'*+-.^_`|~");
   }
-  const prefix = SECURE_ONLY_PREFIXES.find((candidate) => name.startsWith(candidate));
+  // Browsers match these prefixes without regard to case (__host-sid is a __Host- cookie too).
+  const prefix = SECURE_ONLY_PREFIXES.find((candidate) => name.toLowerCase().startsWith(candidate.toLowerCase()));
   if (prefix !== undefined && secure !== 'true') {
     throw new ConfigError(
       'SESSION_COOKIE_NAME',
@@ -182,6 +183,11 @@ function readRedis(env: Environment): RedisConfig {
   };
 }
 
+/** A setting as the operator wrote it, or its default in milliseconds, for messages that compare two. */
+function shown(env: Environment, name: string, valueMs: number): string {
+  return env[name]?.trim() || `${valueMs}ms, the default`;
+}
+
 function deepFreeze<T extends object>(value: T): T {
   for (const child of Object.values(value)) {
     if (child !== null && typeof child === 'object') deepFreeze(child);
@@ -208,7 +214,8 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
       headersTimeoutMs: readDuration(env, 'HTTP_HEADERS_TIMEOUT', 10_000),
       requestTimeoutMs: readDuration(env, 'HTTP_REQUEST_TIMEOUT', 30_000),
       keepAliveTimeoutMs: readDuration(env, 'HTTP_KEEP_ALIVE_TIMEOUT', 5_000),
-      shutdownDrainMs: readDuration(env, 'SHUTDOWN_DRAIN', 5_000, { allowZero: true }),
+      // A drain is for a load balancer to move away: production only by default (npm run dev restarts at once).
+      shutdownDrainMs: readDuration(env, 'SHUTDOWN_DRAIN', production ? 5_000 : 0, { allowZero: true }),
       shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 9_000),
     },
     log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS), format: readChoice(env, 'LOG_FORMAT', 'auto', LOG_FORMATS) },
@@ -224,11 +231,19 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
   };
   if (config.http.requestTimeoutMs < config.http.headersTimeoutMs) {
     // Node refuses a request timeout shorter than the headers timeout.
-    throw new ConfigError('HTTP_REQUEST_TIMEOUT', `${config.http.requestTimeoutMs}ms`, `at least HTTP_HEADERS_TIMEOUT (${config.http.headersTimeoutMs}ms)`);
+    throw new ConfigError(
+      'HTTP_REQUEST_TIMEOUT',
+      shown(env, 'HTTP_REQUEST_TIMEOUT', config.http.requestTimeoutMs),
+      `at least HTTP_HEADERS_TIMEOUT (${shown(env, 'HTTP_HEADERS_TIMEOUT', config.http.headersTimeoutMs)})`,
+    );
   }
   if (config.http.shutdownDrainMs >= config.http.shutdownTimeoutMs) {
     // The drain is part of the shutdown deadline; in-flight requests need time after it.
-    throw new ConfigError('SHUTDOWN_DRAIN', `${config.http.shutdownDrainMs}ms`, `less than SHUTDOWN_TIMEOUT (${config.http.shutdownTimeoutMs}ms)`);
+    throw new ConfigError(
+      'SHUTDOWN_DRAIN',
+      shown(env, 'SHUTDOWN_DRAIN', config.http.shutdownDrainMs),
+      `less than SHUTDOWN_TIMEOUT (${shown(env, 'SHUTDOWN_TIMEOUT', config.http.shutdownTimeoutMs)})`,
+    );
   }
   return deepFreeze(config);
 }

@@ -53,7 +53,7 @@ export function readBoolean(env: Environment, name: string, fallback: boolean): 
   if (value === undefined) return fallback;
   if (/^(true|1|yes)$/i.test(value)) return true;
   if (/^(false|0|no)$/i.test(value)) return false;
-  throw new ConfigError(name, value, 'true or false');
+  throw new ConfigError(name, value, 'true or false (yes/no and 1/0 also work)');
 }
 
 export function readChoice<T extends string>(env: Environment, name: string, fallback: T, choices: readonly T[]): T {

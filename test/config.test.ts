@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { checkEnvFile, loadConfig, SETTING_NAMES } from '../config/index.ts';
 import { TEST_KEY } from './helpers/app.ts';
-import { spawnServer, startServerProcess } from './helpers/process.ts';
+import { killOnTeardown, runToExit, startServerProcess } from './helpers/process.ts';
 
 interface BadSetting {
   readonly env: Record<string, string>;
@@ -79,7 +79,7 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   'HTTP_REQUEST_TIMEOUT below the headers timeout': {
     env: { HTTP_HEADERS_TIMEOUT: '10s', HTTP_REQUEST_TIMEOUT: '5s' },
     variable: 'HTTP_REQUEST_TIMEOUT',
-    shows: '"5000ms"',
+    shows: '"5s"',
     allowed: /at least HTTP_HEADERS_TIMEOUT/,
   },
   'HTTP_KEEP_ALIVE_TIMEOUT zero': { env: { HTTP_KEEP_ALIVE_TIMEOUT: '0' }, variable: 'HTTP_KEEP_ALIVE_TIMEOUT', shows: '"0"', allowed: /at least 1 ms/ },
@@ -95,6 +95,12 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
     shows: '""',
     allowed: /required/,
   },
+  'SESSION_COOKIE_NAME __host- (any case) without Secure': {
+    env: { SESSION_COOKIE_NAME: '__host-sid' },
+    variable: 'SESSION_COOKIE_NAME',
+    shows: '"__host-sid"',
+    allowed: /SESSION_COOKIE_SECURE=true/,
+  },
   'SESSION_COOKIE_NAME __Host- without Secure': {
     env: { SESSION_COOKIE_NAME: '__Host-sid' },
     variable: 'SESSION_COOKIE_NAME',
@@ -104,8 +110,8 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   'SHUTDOWN_DRAIN not shorter than SHUTDOWN_TIMEOUT': {
     env: { SHUTDOWN_DRAIN: '5s', SHUTDOWN_TIMEOUT: '5s' },
     variable: 'SHUTDOWN_DRAIN',
-    shows: '"5000ms"',
-    allowed: /less than SHUTDOWN_TIMEOUT/,
+    shows: '"5s"',
+    allowed: /less than SHUTDOWN_TIMEOUT \(5s\)/,
   },
   'SHUTDOWN_TIMEOUT not a duration': { env: { SHUTDOWN_TIMEOUT: 'later' }, variable: 'SHUTDOWN_TIMEOUT', shows: '"later"', allowed: /duration/ },
   'REDIS_URL not a Redis URL': {
@@ -135,8 +141,8 @@ function assertOneLineNoStack(t: ExecutionContext, stderr: string) {
 
 for (const [name, bad] of Object.entries(BAD_SETTINGS)) {
   test(`start-up stops on ${name}`, async (t) => {
-    const server = spawnServer({ SESSION_KEYS: TEST_KEY, ...bad.env });
-    const code = await server.exited;
+    const server = await runToExit({ SESSION_KEYS: TEST_KEY, ...bad.env });
+    const { code } = server;
     t.not(code, 0, 'non-zero exit');
     const stderr = server.stderr();
     assertOneLineNoStack(t, stderr);
@@ -153,8 +159,8 @@ test('start-up stops when the port is taken, naming it', async (t) => {
   await once(blocker, 'listening');
   t.teardown(() => blocker.close());
   const { port } = blocker.address() as { port: number };
-  const server = spawnServer({ SESSION_KEYS: TEST_KEY, PORT: String(port) });
-  t.not(await server.exited, 0);
+  const server = await runToExit({ SESSION_KEYS: TEST_KEY, PORT: String(port) });
+  t.not(server.code, 0);
   assertOneLineNoStack(t, server.stderr());
   t.regex(server.stderr(), new RegExp(`PORT.*${port}.*EADDRINUSE`));
 });
@@ -169,7 +175,8 @@ test("defaults: the seed's port and one-minute max age, memory store, safe cooki
   t.is(config.session.maxEntries, 100_000);
   t.true(config.session.keysAreEphemeral);
   t.deepEqual(config.session.cookie, { name: 'sid', secure: 'auto', sameSite: 'lax' });
-  t.is(config.http.shutdownDrainMs, 5_000);
+  t.is(config.http.shutdownDrainMs, 0, 'no drain in development');
+  t.is(loadConfig({ NODE_ENV: 'production', SESSION_KEYS: TEST_KEY }).http.shutdownDrainMs, 5_000, 'a 5 s drain in production');
   t.is(config.http.shutdownTimeoutMs, 9_000);
   t.false(config.production);
   t.true(Object.isFrozen(config) && Object.isFrozen(config.session.cookie), 'frozen all the way down');
@@ -188,20 +195,14 @@ test('durations accept milliseconds and units; keys split on commas', (t) => {
 });
 
 test('a .env file in the working directory is read, and the environment wins over it', async (t) => {
-  const fromFile = spawnServer({ SESSION_KEYS: TEST_KEY }, { dotEnv: 'SESSION_STORE=mongo\n' });
-  t.not(await fromFile.exited, 0);
+  const fromFile = await runToExit({ SESSION_KEYS: TEST_KEY }, { dotEnv: 'SESSION_STORE=mongo\n' });
+  t.not(fromFile.code, 0);
   t.regex(fromFile.stderr(), /SESSION_STORE="mongo"/, 'the file was read');
 
-  const overridden = spawnServer({ SESSION_KEYS: TEST_KEY, PORT: '0', SESSION_MAX_AGE: '90s' }, { dotEnv: 'SESSION_MAX_AGE=soon\n' });
-  t.teardown(() => overridden.child.kill('SIGKILL'));
-  const outcome = await Promise.race([
-    overridden.exited.then((code) => `exited ${code}: ${overridden.stderr()}`),
-    (async () => {
-      while (!overridden.stdout().includes('listening')) await new Promise((resolve) => setTimeout(resolve, 25));
-      return 'listening';
-    })(),
-  ]);
-  t.is(outcome, 'listening', 'SESSION_MAX_AGE=90s from the environment beat the bad value in the file');
+  // startServerProcess fails the test if the server exits instead of listening.
+  const overridden = await startServerProcess({ SESSION_KEYS: TEST_KEY, SESSION_MAX_AGE: '90s' }, { dotEnv: 'SESSION_MAX_AGE=soon\n' });
+  killOnTeardown(t, overridden);
+  t.pass('SESSION_MAX_AGE=90s from the environment beat the bad value in the file');
   overridden.child.kill('SIGTERM');
   t.is(await overridden.exited, 0);
 });

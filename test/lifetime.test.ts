@@ -8,6 +8,8 @@ import test from 'ava';
 import { addSessionRoutes } from '../app/routes.ts';
 import { appForTest } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+import { GatedStore } from './helpers/gated-store.ts';
+import { deleteKeysWithPrefix, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
 
 test('an idle session expires after SESSION_MAX_AGE; replaying its cookie gives {}', async (t) => {
   const app = await appForTest(t, { SESSION_MAX_AGE: '600ms' });
@@ -125,4 +127,52 @@ test('100 parallel /set on one session all succeed and leave one valid session',
   t.is((await app.store.health()).sessions, 1);
   const data = (await browser.json('/get')) as { time: number };
   t.true(Number.isInteger(data.time));
+});
+
+for (const [name, storeTest, env] of [
+  ['memory', test, () => ({})],
+  ['redis', redisTest(test), () => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix() })],
+] as const) {
+  storeTest(`${name} store: the README's login (regenerate(), then a change) keeps the idle lifetime SESSION_MAX_AGE`, async (t) => {
+    const settings: Record<string, string> = { ...env(), SESSION_MAX_AGE: '1s' };
+    if (settings.REDIS_KEY_PREFIX) t.teardown(() => deleteKeysWithPrefix(settings.REDIS_KEY_PREFIX));
+    const app = await appForTest(t, settings, {
+      routes: (router, session) => {
+        addSessionRoutes(router, session);
+        router.post('/login', session.change, async (ctx) => {
+          await ctx.session.regenerate();
+          ctx.session.time = 42; // koa-session saves twice in this request
+          ctx.body = 'welcome';
+        });
+      },
+    });
+    const browser = new Browser(app.url);
+    await browser.request('/set');
+    await browser.request('/login', { method: 'POST' });
+    const id = sessionIdOf(browser.cookies.get('sid'))!;
+    const stored = JSON.parse((await app.store.get(id, 1_000))!) as Record<string, unknown>;
+    t.deepEqual(stored, { time: 42, _session: true }, 'no koa-session expiry fields (a one-day _maxAge) stored');
+    t.deepEqual(await browser.json('/get'), { time: 42 });
+    await sleep(2_500);
+    t.deepEqual(await browser.json('/get'), {}, 'gone after 2.5 s idle with SESSION_MAX_AGE=1s');
+  });
+}
+
+test('a request during which the absolute lifetime ends clears the cookie, even though the cookie was good when it came in', async (t) => {
+  let gate!: GatedStore;
+  const app = await appForTest(t, { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: '1500ms' }, { wrapStore: (inner) => (gate = new GatedStore(inner)) });
+  const browser = new Browser(app.url);
+  await browser.request('/set');
+  const issuedAt = issuedAtOf(browser.cookies.get('sid')!);
+  const held = gate.holdNext('get');
+  const reading = browser.request('/get');
+  await held.reached; // the cookie passed its check; the store read waits
+  await sleep(issuedAt + 1_500 + 200 - Date.now());
+  held.release();
+  const answer = await reading;
+  t.is(answer.body, '{}');
+  t.true(
+    answer.setCookies.some((line) => /^sid=;.*expires=Thu, 01 Jan 1970/i.test(line)),
+    'the cookie is cleared',
+  );
 });

@@ -11,7 +11,7 @@ import type { RedisStore } from '../app/stores/redis.ts';
 import { StoreUnavailableError } from '../app/stores/store.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { Browser, sessionIdOf } from './helpers/browser.ts';
-import { spawnServer, startServerProcess } from './helpers/process.ts';
+import { runToExit, startServerProcess } from './helpers/process.ts';
 import {
   deleteKeysWithPrefix,
   inspector,
@@ -347,8 +347,8 @@ test('start-up stops when Redis does not answer, naming REDIS_URL', async (t) =>
   await nobody.start();
   const url = nobody.url;
   await nobody.stop(); // a port where nothing answers now
-  const server = spawnServer({ ...redisEnv(uniquePrefix()), REDIS_URL: url, REDIS_CONNECT_TIMEOUT: '1s' });
-  t.not(await server.exited, 0);
+  const server = await runToExit({ ...redisEnv(uniquePrefix()), REDIS_URL: url, REDIS_CONNECT_TIMEOUT: '1s' });
+  t.not(server.code, 0);
   const stderr = server.stderr();
   t.is(stderr.trimEnd().split('\n').length, 1, stderr);
   t.regex(stderr, new RegExp(`REDIS_URL="${url}": Redis did not answer within 1000 ms \\(.*ECONNREFUSED`));

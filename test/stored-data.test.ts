@@ -26,6 +26,10 @@ const INVALID_VALUES: Record<string, string> = {
   'a nested __proto__ key spelled with an escape': '{"profile":{"\\u005f_proto__":{"admin":true}}}',
   'a constructor key deep inside, past any recursion limit': `{"a":${'['.repeat(20_000)}{"constructor":1}${']'.repeat(20_000)}}`,
   'an unknown internal key': '{"_secret":1}',
+  "koa-session's _maxAge, which this app never stores": '{"time":1,"_maxAge":1e308}',
+  "koa-session's _expire, which this app never stores": '{"time":1,"_expire":1}',
+  'nesting deeper than 32 levels': `{"time":1,"a":${'['.repeat(33)}${']'.repeat(33)}}`,
+  'nesting 6,000 levels deep (overflows a recursive JSON.stringify)': `{"time":1,"a":${'['.repeat(6_000)}${']'.repeat(6_000)}}`,
   'an internal key of the wrong type': '{"_session":"yes"}',
   'an empty text': '',
 };

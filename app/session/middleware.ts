@@ -104,6 +104,11 @@ export function createSessionMiddleware(app: Koa, { config, store, logger }: Ses
     if (secure === 'true') ctx.cookies.secure = true;
     const state = startRequestSession(ctx);
     await session(ctx, next);
+    if (state.cookie !== undefined && config.maxLifetimeMs !== null && Date.now() >= state.cookie.issuedAt + config.maxLifetimeMs && !sendsCookie(ctx, name)) {
+      // The absolute lifetime ended while this request ran (its cookie was still good when it came
+      // in, its store entry gone by the time it was read): clear the cookie now, as if refused.
+      ctx.cookies.set(name, '', { ...cookieOptions, expires: new Date(0) });
+    }
     if (state.ended || (state.destroyed && !state.carriedCookie)) {
       // Another request ended this session first: this response sends no cookie at all (a clearing
       // cookie arriving late could wipe the cookie of a session made since). And a response never
@@ -115,6 +120,12 @@ export function createSessionMiddleware(app: Koa, { config, store, logger }: Ses
   const change: Middleware = (ctx, next) => (isCrossSite(ctx) ? refuseCrossSite(ctx) : read(ctx, next));
 
   return { read, change };
+}
+
+/** Whether the response already sets (or clears) our cookie. */
+function sendsCookie(ctx: Context, name: string): boolean {
+  const lines = ctx.response.get('Set-Cookie') as unknown as string[] | string;
+  return Array.isArray(lines) && lines.some((line) => line.startsWith(`${name}=`));
 }
 
 /** Removes the Set-Cookie lines for our cookie that start with `prefix`. */

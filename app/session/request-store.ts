@@ -72,17 +72,20 @@ export interface RequestStoreOptions {
 
 /** koa-session's external store interface on top of a SessionStore. */
 export function createRequestStore({ store, logger, idleLifetimeMs, maxLifetimeMs }: RequestStoreOptions) {
-  /** The TTL for a write or read: the idle lifetime, cut to what is left of the absolute lifetime. */
-  function ttlMs(maxAge: MaxAge, issuedAt: number): number {
-    const idle = typeof maxAge === 'number' && maxAge > 0 && Number.isFinite(maxAge) ? Math.ceil(maxAge) : idleLifetimeMs;
-    if (maxLifetimeMs === null) return idle;
-    return Math.max(1, Math.min(idle, issuedAt + maxLifetimeMs - Date.now()));
+  /**
+   * The TTL for a write or read: SESSION_MAX_AGE, cut to what is left of the absolute lifetime. The
+   * `maxAge` koa-session passes is not used: it turns into a one-day default when a request saves
+   * twice (regenerate() then a change), and the store alone decides expiry here.
+   */
+  function ttlMs(issuedAt: number): number {
+    if (maxLifetimeMs === null) return idleLifetimeMs;
+    return Math.max(1, Math.min(idleLifetimeMs, issuedAt + maxLifetimeMs - Date.now()));
   }
 
   return {
-    async get(id: string, maxAge: MaxAge, { ctx }: { ctx: Context }): Promise<StoredSession | undefined> {
+    async get(id: string, _maxAge: MaxAge, { ctx }: { ctx: Context }): Promise<StoredSession | undefined> {
       const state = requestSessionOf(ctx);
-      const text = await store.get(id, ttlMs(maxAge, state.issuedAt(id)));
+      const text = await store.get(id, ttlMs(state.issuedAt(id)));
       if (text === undefined) return undefined;
       let session: StoredSession;
       try {
@@ -98,16 +101,16 @@ export function createRequestStore({ store, logger, idleLifetimeMs, maxLifetimeM
       return session;
     },
 
-    async set(id: string, session: StoredSession, maxAge: MaxAge, { ctx }: { ctx: Context }): Promise<void> {
+    async set(id: string, session: StoredSession, _maxAge: MaxAge, { ctx }: { ctx: Context }): Promise<void> {
       const state = requestSessionOf(ctx);
       if (state.ended) return;
       const text = encodeStoredSession(session);
       if (id === state.claimedId) {
-        if (!(await store.update(id, text, ttlMs(maxAge, state.issuedAt(id))))) state.ended = true;
+        if (!(await store.update(id, text, ttlMs(state.issuedAt(id))))) state.ended = true;
         return;
       }
       state.newIdIssuedAt = Date.now();
-      if (!(await store.create(id, text, ttlMs(maxAge, state.newIdIssuedAt)))) {
+      if (!(await store.create(id, text, ttlMs(state.newIdIssuedAt)))) {
         // 126 random bits never collide by chance: an existing id means a broken genid.
         throw new Error('a new session id is already in use');
       }

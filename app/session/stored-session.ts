@@ -4,10 +4,16 @@
  * Stored data is input: a value written by an older release, by hand, by another app sharing the Redis
  * database, or by an attacker with access to it must never break a request. koa-session copies every
  * stored key onto its Session object with a plain assignment, so `__proto__` would replace the
- * session's prototype and `toJSON: 1` would shadow its method (both gave 500s on /get and /del). So
- * only what this app writes is accepted: a JSON object whose keys are the app's data plus koa-session's
- * own `_session` / `_expire` / `_maxAge`, with no `__proto__` or `constructor` key at any depth.
- * Anything else is discarded by the session layer (read as no session, deleted, logged once).
+ * session's prototype and `toJSON: 1` would shadow its method (both gave 500s on /get and /del), and
+ * koa-session hashes the data with a recursive JSON.stringify, which a deeply nested value overflows.
+ * So only what this app writes is accepted: a JSON object whose keys are the app's data plus
+ * koa-session's `_session: true`, nested at most MAX_DEPTH levels, with no `__proto__` or
+ * `constructor` key at any depth. Anything else is discarded by the session layer (read as no
+ * session, deleted, logged once).
+ *
+ * koa-session's own expiry fields (`_expire`, `_maxAge`) are never stored: the store's TTL alone
+ * decides expiry (SESSION_MAX_AGE, sliding). koa-session would otherwise write a one-day `_maxAge`
+ * when a request saves twice (regenerate() and then a change, the usual login), and read it back.
  */
 
 /** What koa-session stores: the session's fields plus its own bookkeeping (`_session`, `_expire`, `_maxAge`). */
@@ -30,8 +36,12 @@ const RESERVED_KEYS = new Set([
   'externalKey',
 ]);
 
-/** koa-session's bookkeeping keys and the type each must have. */
-const INTERNAL_KEYS: Readonly<Record<string, 'boolean' | 'number'>> = { _session: 'boolean', _expire: 'number', _maxAge: 'number' };
+/** The one bookkeeping key koa-session keeps in a stored session: `_session: true` ("no lifetime of its own"). */
+const SESSION_MARKER = '_session';
+/** koa-session's expiry fields, dropped before storing (see above). */
+const EXPIRY_KEYS = ['_expire', '_maxAge'];
+/** Deeper than this is not session data (and would overflow koa-session's recursive hash). */
+export const MAX_DEPTH = 32;
 
 /**
  * A text that could hold a __proto__ or constructor key below the top level (prototype pollution in code
@@ -51,15 +61,15 @@ export class InvalidStoredSessionError extends Error {
 function keyProblem(key: string, value: unknown): string | undefined {
   if (RESERVED_KEYS.has(key)) return `reserved key ${JSON.stringify(key)}`;
   if (key.startsWith('_')) {
-    const expected = INTERNAL_KEYS[key];
-    if (expected === undefined) return `unknown internal key ${JSON.stringify(key.slice(0, 40))}`;
-    if (typeof value !== expected) return `${key} is not a ${expected}`;
+    if (key !== SESSION_MARKER) return `internal key ${JSON.stringify(key.slice(0, 40))}`;
+    if (value !== true) return `${SESSION_MARKER} is not true`;
   }
   return undefined;
 }
 
 /** The session in a stored text; throws InvalidStoredSessionError when it is anything but what this app writes. */
 export function decodeStoredSession(text: string): StoredSession {
+  if (nestedDeeperThan(text, MAX_DEPTH)) throw new InvalidStoredSessionError(`nested deeper than ${MAX_DEPTH} levels`);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -76,6 +86,24 @@ export function decodeStoredSession(text: string): StoredSession {
   }
   if (MAY_HIDE_FORBIDDEN_KEY.test(text) && hasForbiddenKey(session)) throw new InvalidStoredSessionError('a __proto__ or constructor key inside');
   return session;
+}
+
+/** Whether the JSON text opens more than `limit` objects or arrays inside one another (one pass, strings skipped). */
+function nestedDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (inString) {
+      if (code === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) inString = true;
+    else if (code === 0x7b || code === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (code === 0x7d || code === 0x5d) depth--;
+  }
+  return false;
 }
 
 /** Walks every object in the value (with a stack of its own: nesting depth cannot overflow the call stack). */
@@ -97,9 +125,13 @@ function hasForbiddenKey(root: unknown): boolean {
  * discard, so a handler that uses a reserved name fails loudly here instead of losing the session later.
  */
 export function encodeStoredSession(session: StoredSession): string {
+  for (const key of EXPIRY_KEYS) delete session[key];
+  session[SESSION_MARKER] = true;
   for (const key of Object.keys(session)) {
     const problem = keyProblem(key, session[key]);
     if (problem !== undefined) throw new Error(`cannot store this session: ${problem} (rename that session field)`);
   }
-  return JSON.stringify(session);
+  const text = JSON.stringify(session);
+  if (nestedDeeperThan(text, MAX_DEPTH)) throw new Error(`cannot store this session: nested deeper than ${MAX_DEPTH} levels`);
+  return text;
 }

@@ -77,6 +77,56 @@ export function spawnServer(env: Record<string, string>, options: SpawnOptions =
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
+/**
+ * At most this many server processes start at once in one test worker. Start-up (loading and
+ * compiling the TypeScript) is the CPU-heavy part: a 2-core machine starting 40 at once, as the
+ * configuration tests would, misses every deadline of every other test running beside them.
+ */
+const MAX_STARTING_AT_ONCE = 3;
+let starting = 0;
+const waitingToStart: Array<() => void> = [];
+
+async function startSlot(): Promise<() => void> {
+  if (starting >= MAX_STARTING_AT_ONCE) await new Promise<void>((resolve) => waitingToStart.push(resolve));
+  starting++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    starting--;
+    waitingToStart.shift()?.();
+  };
+}
+
+/**
+ * Runs a server that is expected to exit by itself (a bad setting), within a start slot, and
+ * resolves once it has; one still running after `timeoutMs` is killed and the call fails.
+ */
+export async function runToExit(
+  env: Record<string, string>,
+  options: SpawnOptions = {},
+  timeoutMs = 20_000,
+): Promise<ServerProcess & { code: number | string }> {
+  const release = await startSlot();
+  try {
+    const server = spawnServer(env, options);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const code = await Promise.race([server.exited, timedOut]);
+    clearTimeout(timer);
+    if (code === 'timeout') {
+      server.child.kill('SIGKILL');
+      await server.exited;
+      throw new Error(`the server was still running after ${timeoutMs} ms: ${server.stderr()}${server.stdout().slice(-2_000)}`);
+    }
+    return { ...server, code };
+  } finally {
+    release();
+  }
+}
+
 /** A port that was free a moment ago (for servers whose logs are too quiet to announce theirs). */
 export async function freePort(): Promise<number> {
   const probe = createServer().listen(0, '127.0.0.1');
@@ -99,6 +149,15 @@ async function answersHealthz(url: string): Promise<boolean> {
  * hides that line, by /healthz answering on a port chosen beforehand. Returns its base URL.
  */
 export async function startServerProcess(env: Record<string, string>, options: SpawnOptions = {}): Promise<ServerProcess & { url: string }> {
+  const release = await startSlot();
+  try {
+    return await startWhenReady(env, options);
+  } finally {
+    release();
+  }
+}
+
+async function startWhenReady(env: Record<string, string>, options: SpawnOptions): Promise<ServerProcess & { url: string }> {
   const timeoutMs = 20_000;
   const quiet = env.LOG_LEVEL !== undefined && !['debug', 'info'].includes(env.LOG_LEVEL);
   const port = env.PORT ?? (quiet ? String(await freePort()) : '0');
