@@ -39,7 +39,5 @@ export function createApp({ config, store, logger, lifecycle = { shuttingDown: f
   app.use(closeConnectionsOnShutdown(lifecycle));
   app.use(errorHandler(logger));
   app.use(router.routes());
-  // 405 with Allow for a known path and a method it does not take (POST /healthz), instead of 404.
-  app.use(router.allowedMethods());
   return app;
 }

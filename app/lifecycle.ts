@@ -27,7 +27,12 @@ export function addHealthRoute(router: Router, store: SessionStore, lifecycle: L
   const eventLoopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLING_MS });
   eventLoopDelay.enable();
   const lateMs = (nanoseconds: number) => Math.max(0, Math.round((nanoseconds / 1e6 - EVENT_LOOP_SAMPLING_MS) * 100) / 100);
-  router.get('/healthz', async (ctx) => {
+  router.all('/healthz', async (ctx) => {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+      ctx.status = 405;
+      ctx.set('Allow', 'GET, HEAD');
+      return;
+    }
     const health = await store.health();
     const ok = health.ok && !lifecycle.shuttingDown;
     const memory = process.memoryUsage();

@@ -35,10 +35,19 @@ async function main(): Promise<void> {
   } catch (error) {
     exitWithStartupError(error);
   }
-  // A bug that escapes every handler: one fatal line (flushed: pino writes what is pending on exit), exit 1.
+  /**
+   * Exits once every log line is written, in order. The destination writes asynchronously, and on
+   * process.exit its last synchronous flush could overtake a write still under way; pino's flush
+   * callback waits for both (and a stuck stdout for at most a second).
+   */
+  const exitAfterLogs = (code: number) => {
+    setTimeout(() => process.exit(code), 1_000).unref();
+    logger.flush(() => process.exit(code));
+  };
+  // A bug that escapes every handler: one fatal line, then exit 1.
   const exitOnFatalError = (error: unknown) => {
     logger.fatal({ err: error }, 'fatal error; exiting');
-    process.exit(1);
+    exitAfterLogs(1);
   };
   process.on('uncaughtException', exitOnFatalError);
   process.on('unhandledRejection', exitOnFatalError);
@@ -107,7 +116,7 @@ async function main(): Promise<void> {
         { timeoutMs: http.shutdownTimeoutMs, openConnections: connections.count() },
         'shutdown deadline passed; exiting with connections still open',
       );
-      process.exit(1);
+      exitAfterLogs(1);
     }, http.shutdownTimeoutMs);
     const drainFor = (ms: number) => sleep(ms, undefined, { signal: drainInterrupted.signal }).catch(() => {});
 
@@ -135,7 +144,7 @@ async function main(): Promise<void> {
     await store.close();
     clearTimeout(deadline);
     logger.info({ durationMs: Date.now() - startedAt }, 'stopped');
-    process.exit(0);
+    exitAfterLogs(0);
   }
 
   function onSignal(signal: NodeJS.Signals): void {

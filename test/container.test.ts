@@ -1,0 +1,84 @@
+/**
+ * The container without Docker (no image registry is reachable here, so the image cannot be built):
+ * what the Dockerfile copies (see .dockerignore) goes into a temp folder, `npm ci --omit=dev` installs
+ * production dependencies only, and the Dockerfile's own CMD and HEALTHCHECK run there under Node 24
+ * (this machine's Node when it is 22.18 or newer, else Node 24 from the npm registry), with its ENV.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { TEST_KEY } from './helpers/app.ts';
+import { Browser } from './helpers/browser.ts';
+import { freePort } from './helpers/process.ts';
+
+const run = promisify(execFile);
+const root = new URL('../', import.meta.url);
+const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
+
+/** The JSON array of a Dockerfile instruction in exec form (CMD, or HEALTHCHECK's CMD). */
+function execForm(pattern: RegExp): string[] {
+  const match = pattern.exec(dockerfile.replace(/\\\n\s*/g, ' '));
+  if (match === null) throw new Error(`no ${pattern} in the Dockerfile`);
+  return JSON.parse(match[1]) as string[];
+}
+
+/** The ENV the Dockerfile sets. */
+function dockerfileEnv(): Record<string, string> {
+  const block = /^ENV (.+?)$/ms.exec(dockerfile.replace(/\\\n\s*/g, ' '));
+  return Object.fromEntries([...(block?.[1] ?? '').matchAll(/([A-Z_]+)=(\S+)/g)].map((match) => [match[1], match[2]]));
+}
+
+/** Node 24's binary: this one when it strips types itself, else the npm registry's node@24 package. */
+async function node24(): Promise<string> {
+  if ((process.features as { typescript?: string }).typescript && process.versions.node.startsWith('24.')) return process.execPath;
+  const { stdout } = await run('npm', ['exec', '--yes', '--package=node@24', '--', 'node', '-p', 'process.execPath'], { timeout: 120_000 });
+  return stdout.trim();
+}
+
+test('the Dockerfile: production-only install, its CMD under Node 24 serves /set and /get, its HEALTHCHECK passes, SIGTERM exits 0', async (t) => {
+  const app = mkdtempSync(join(tmpdir(), 'koa-session-test-image-'));
+  t.teardown(() => rmSync(app, { recursive: true, force: true }));
+  for (const path of ['package.json', 'package-lock.json', 'app', 'config']) cpSync(new URL(path, root), join(app, path), { recursive: true });
+  await run('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app, timeout: 180_000 });
+  t.false(existsSync(join(app, 'node_modules', 'tsx')), 'no TypeScript loader installed');
+  t.false(existsSync(join(app, 'node_modules', 'typescript')), 'no development dependency installed');
+
+  const node = await node24();
+  const [command, ...args] = execForm(/^CMD (\[.*\])$/m);
+  t.deepEqual([command, ...args], ['node', 'app/server.ts'], 'CMD in exec form, node itself');
+  const env = dockerfileEnv();
+  t.like(env, { NODE_ENV: 'production', HOST: '0.0.0.0' });
+  // Loopback only here (a test never listens beyond this machine); the rest as the image sets it.
+  const port = String(await freePort());
+  const childEnv = { ...env, HOST: '127.0.0.1', PORT: port, SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', PATH: process.env.PATH };
+  const server = spawn(node, args, { cwd: app, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => server.kill('SIGKILL'));
+  let output = '';
+  server.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  server.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = once(server, 'close');
+  const deadline = Date.now() + 20_000;
+  while (!output.includes('listening on') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.regex(output, /listening on http:\/\/127\.0\.0\.1:\d+/, output);
+  t.notRegex(output, /ExperimentalWarning|tsx/, 'Node runs the TypeScript itself, without a warning');
+
+  const browser = new Browser(`http://127.0.0.1:${port}`);
+  t.is((await browser.request('/set')).body, 'ok');
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+
+  const [healthCommand, ...healthArgs] = execForm(/HEALTHCHECK .*?CMD (\[.*\])\s*$/m);
+  t.is(healthCommand, 'node');
+  const health = await run(node, healthArgs, { env: childEnv }).then(
+    () => 0,
+    (error: { code?: number }) => error.code ?? 1,
+  );
+  t.is(health, 0, 'HEALTHCHECK passes');
+
+  server.kill('SIGTERM');
+  const [code] = await exited;
+  t.is(code, 0, output);
+});
