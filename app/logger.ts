@@ -1,9 +1,9 @@
 /**
  * Logs through pino: one JSON object per line on standard output (`level` as a word, `time` as ISO
- * 8601, `msg`), which any log shipper parses. Written asynchronously (pino.destination with
- * sync: false): a request never waits for the terminal or the pipe, and lines that arrive while a
- * write is under way go out together in the next one. pino flushes what is pending when the process
- * exits; the fatal-error handler in server.ts flushes synchronously before it exits.
+ * 8601, `msg`), which any log shipper parses. Written asynchronously and buffered (pino.destination
+ * with sync: false): a request never waits for the terminal or the pipe; lines collect until 4 KiB or
+ * FLUSH_INTERVAL_MS, whichever comes first, and go out in one write. Before exiting, server.ts waits
+ * for logger.flush(), which with a buffer waits for every write to land, in order.
  *
  * LOG_FORMAT=pretty (or auto in a development terminal) prints human-readable lines through
  * pino-pretty, a development dependency: without it, auto stays JSON.
@@ -31,6 +31,11 @@ function prettyPrinterInstalled(): boolean {
     return false;
   }
 }
+
+/** Lines are written in batches of about this many bytes... */
+const BUFFER_BYTES = 4_096;
+/** ...or at least this often, so a quiet server's lines still show up at once to a person watching. */
+const FLUSH_INTERVAL_MS = 100;
 
 const OPTIONS: pino.LoggerOptions = {
   // Only what each line says: no pid or hostname (the platform adds its own).
@@ -60,7 +65,9 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
   if (wantsPrettyLines(settings)) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'requestId' } } });
   }
-  return pino(options, pino.destination({ dest: 1, sync: false }));
+  const logger = pino(options, pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES }));
+  setInterval(() => logger.flush(), FLUSH_INTERVAL_MS).unref();
+  return logger;
 }
 
 /** A logger that writes nothing (tests, tools). */

@@ -37,8 +37,8 @@ async function main(): Promise<void> {
   }
   /**
    * Exits once every log line is written, in order. The destination writes asynchronously, and on
-   * process.exit its last synchronous flush could overtake a write still under way; pino's flush
-   * callback waits for both (and a stuck stdout for at most a second).
+   * process.exit its last synchronous flush could overtake a write still under way (the lines came
+   * out swapped); pino's flush callback waits for both (and a stuck stdout for at most a second).
    */
   const exitAfterLogs = (code: number) => {
     setTimeout(() => process.exit(code), 1_000).unref();
@@ -72,6 +72,7 @@ async function main(): Promise<void> {
   const port = typeof address === 'object' && address !== null ? address.port : http.port;
   const host = http.host.includes(':') ? `[${http.host}]` : http.host;
   logger.info({ url: `http://${host}:${port}`, store: store.kind }, `listening on http://${host}:${port}`);
+  logger.flush(); // show it at once
 
   const connections = trackConnections(server);
 

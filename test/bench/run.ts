@@ -1,14 +1,14 @@
 /**
  * `npm run bench`: the real server (app/server.ts) and a bare Koa app with the same routes
- * (bare-server.ts), each in its own process, loaded in turn by autocannon from this process over
+ * (baseline-server.ts), each in its own process, loaded in turn by autocannon from this process over
  * loopback. Reports req/s and p99 latency for
  *   - GET /get with a live session (the cookie of an earlier /set), and
  *   - GET /set without a cookie (every request creates a new session),
  * as a ratio to bare Koa measured in the same run, plus heap bytes per stored session (memory store).
- * For reference it also measures koa-session's defaults (Keygrip cookies, a plain Map store).
+ * For reference it also measures koa-session's defaults (Keygrip cookies, a plain Map store), and
+ * the template once more at LOG_LEVEL=info (one log line per request) to show what logging costs.
  *
- * Options: --stores memory,redis  --duration 10  --connections 50  --rounds 3  --no-reference
- * Redis needs REDIS_URL (default redis://127.0.0.1:6379); the benchmark uses its own key prefix.
+ * Run `npm run bench -- --help` for the options. A default run takes about 4 minutes.
  */
 import { execFileSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
@@ -17,15 +17,41 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
 
-const { values: options } = parseArgs({
-  options: {
-    stores: { type: 'string', default: 'memory' },
-    duration: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '50' },
-    rounds: { type: 'string', default: '3' },
-    reference: { type: 'boolean', default: true },
-  },
-});
+const USAGE = `npm run bench -- [options]
+
+  --stores memory,redis   which stores to measure (default memory; redis uses REDIS_URL, default redis://127.0.0.1:6379)
+  --duration 10           seconds per measurement
+  --connections 50        concurrent connections
+  --rounds 3              rounds; each figure is the median over them, the order alternating between rounds
+  --no-reference          leave out koa-session's defaults (the reference row)
+  --no-logging            leave out the LOG_LEVEL=info row (the cost of one log line per request)
+  --help                  this text
+
+A default run takes about 4 minutes (6 servers x 2 scenarios x 3 rounds x 10 s, plus warm-up).`;
+
+function readOptions() {
+  try {
+    return parseArgs({
+      options: {
+        stores: { type: 'string', default: 'memory' },
+        duration: { type: 'string', default: '10' },
+        connections: { type: 'string', default: '50' },
+        rounds: { type: 'string', default: '3' },
+        'no-reference': { type: 'boolean', default: false },
+        'no-logging': { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`);
+    process.exit(2);
+  }
+}
+const options = readOptions();
+if (options.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
 const stores = options.stores.split(',').map((store) => store.trim());
 const duration = Number(options.duration);
 const connections = Number(options.connections);
@@ -73,7 +99,7 @@ function startBaseline(kind: 'bare' | 'koa-session'): Promise<ServerProcess & { 
 async function main(): Promise<void> {
   const targets: Target[] = [];
   targets.push({ name: 'bare Koa', server: await startBaseline('bare'), cookie: '' });
-  if (options.reference) {
+  if (!options['no-reference']) {
     const reference = await startBaseline('koa-session');
     targets.push({ name: 'koa-session defaults + Map (reference)', server: reference, cookie: await liveSessionCookie(reference.url) });
   }
@@ -84,7 +110,13 @@ async function main(): Promise<void> {
       env.REDIS_KEY_PREFIX = `bench:${process.pid}:`;
     }
     const server = await startServerProcess(env);
-    targets.push({ name: `sessions (${store})`, server, cookie: await liveSessionCookie(server.url) });
+    targets.push({ name: `this template, ${store} store`, server, cookie: await liveSessionCookie(server.url) });
+  }
+  if (!options['no-logging'] && stores.includes('memory')) {
+    // The same server logging one line per request (the default level), to a pipe this process drains.
+    const server = await startServerProcess({ SESSION_KEYS, LOG_LEVEL: 'info', LOG_FORMAT: 'json' });
+    server.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
+    targets.push({ name: 'this template, memory store, LOG_LEVEL=info', server, cookie: await liveSessionCookie(server.url) });
   }
 
   const scenarios = [
@@ -117,7 +149,7 @@ async function main(): Promise<void> {
   const cpu = cpus();
   const lines = [
     `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`,
-    `autocannon: ${connections} connections, ${duration} s per measurement, median of ${rounds} rounds, loopback; servers log at warn`,
+    `autocannon: ${connections} connections, ${duration} s per measurement, median of ${rounds} round${rounds === 1 ? '' : 's'}, loopback; servers log at warn unless the row says otherwise`,
     '',
     '| scenario | server | req/s | p99 (ms) | vs bare Koa | errors |',
     '| --- | --- | ---: | ---: | ---: | ---: |',
