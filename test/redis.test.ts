@@ -11,7 +11,7 @@ import type { RedisStore } from '../app/stores/redis.ts';
 import { StoreUnavailableError } from '../app/stores/store.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { Browser, sessionIdOf } from './helpers/browser.ts';
-import { runToExit, startServerProcess } from './helpers/process.ts';
+import { runToExit, startServerProcess, waitForOutput } from './helpers/process.ts';
 import {
   deleteKeysWithPrefix,
   inspector,
@@ -447,6 +447,7 @@ test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every se
   t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
   t.is(server.child.exitCode, null, 'the process stayed up');
 
+  await waitForOutput(server, /"msg":"redis reachable again"/); // log lines go out in batches, every 100 ms at least
   const storeLines = server
     .stdout()
     .split('\n')
