@@ -13,7 +13,6 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
-import { freePort } from './helpers/process.ts';
 
 const run = promisify(execFile);
 const root = new URL('../', import.meta.url);
@@ -52,9 +51,10 @@ test('the Dockerfile: production-only install, its CMD under Node 24 serves /set
   t.deepEqual([command, ...args], ['node', 'app/server.ts'], 'CMD in exec form, node itself');
   const env = dockerfileEnv();
   t.like(env, { NODE_ENV: 'production', HOST: '0.0.0.0' });
-  // Loopback only here (a test never listens beyond this machine); the rest as the image sets it.
-  const port = String(await freePort());
-  const childEnv = { ...env, HOST: '127.0.0.1', PORT: port, SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', PATH: process.env.PATH };
+  // Loopback only here (a test never listens beyond this machine), and port 0: the kernel picks a
+  // free port, which the server's own "listening on" line names (no port guessed beforehand that
+  // another process could take); the rest as the image sets it.
+  const childEnv = { ...env, HOST: '127.0.0.1', PORT: '0', SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', PATH: process.env.PATH };
   const server = spawn(node, args, { cwd: app, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => server.kill('SIGKILL'));
   let output = '';
@@ -62,8 +62,9 @@ test('the Dockerfile: production-only install, its CMD under Node 24 serves /set
   server.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const exited = once(server, 'close');
   const deadline = Date.now() + 20_000;
-  while (!output.includes('listening on') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-  t.regex(output, /listening on http:\/\/127\.0\.0\.1:\d+/, output);
+  while (!output.includes('listening on') && server.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
+  t.truthy(port, output);
   t.notRegex(output, /ExperimentalWarning|tsx/, 'Node runs the TypeScript itself, without a warning');
 
   const browser = new Browser(`http://127.0.0.1:${port}`);
@@ -72,7 +73,7 @@ test('the Dockerfile: production-only install, its CMD under Node 24 serves /set
 
   const [healthCommand, ...healthArgs] = execForm(/HEALTHCHECK .*?CMD (\[.*\])\s*$/m);
   t.is(healthCommand, 'node');
-  const health = await run(node, healthArgs, { env: childEnv }).then(
+  const health = await run(node, healthArgs, { env: { ...childEnv, PORT: port! } }).then(
     () => 0,
     (error: { code?: number }) => error.code ?? 1,
   );

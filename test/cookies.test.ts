@@ -1,11 +1,15 @@
 /**
  * The session cookie: its attributes, and that no cookie the server did not issue is ever adopted.
- * Every hostile cookie must get a 200, an empty session, and (on /set) a fresh id.
+ * Every hostile cookie must get a 200, an empty session, and (on /set) a fresh id, which is checked
+ * in the store itself: an adopted id needs no Set-Cookie, so the answers alone cannot show it.
  */
 import { createHmac } from 'node:crypto';
-import test from 'ava';
-import { appForTest, TEST_KEY } from './helpers/app.ts';
+import test, { type ExecutionContext } from 'ava';
+import type { MemoryStore } from '../app/stores/memory.ts';
+import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+
+const TTL_MS = 60_000;
 
 function sign(key: string, name: string, payload: string): string {
   return createHmac('sha256', key).update(`${name}=${payload}`).digest('base64url');
@@ -50,9 +54,20 @@ test('SESSION_COOKIE_SECURE=true marks the cookie Secure even when the proxy sen
   t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
 });
 
-async function establishedCookie(url: string): Promise<string> {
-  const browser = new Browser(url);
+/** Every id the (memory) store holds. */
+function storedIds(app: RunningApp): string[] {
+  const { probation, protected: kept } = (app.store as MemoryStore).segments();
+  return [...probation, ...kept].sort();
+}
+
+/**
+ * A session made by /set, whose cookie has then been read back once (/get): the server has verified
+ * it, so it sits in the signer's cache of verified cookies, which every tampered variant must miss.
+ */
+async function establishedCookie(t: ExecutionContext, app: RunningApp): Promise<string> {
+  const browser = new Browser(app.url);
   await browser.request('/set');
+  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'the genuine cookie opens its session');
   return browser.cookies.get('sid')!;
 }
 
@@ -73,36 +88,72 @@ const hostileCookies: Record<string, (good: string) => string> = {
 };
 
 for (const [kind, makeCookie] of Object.entries(hostileCookies)) {
-  test(`hostile cookie (${kind}): a fresh, empty session and a 200`, async (t) => {
+  test(`hostile cookie (${kind}): a fresh, empty session and a 200, after the genuine cookie was verified`, async (t) => {
     const app = await appForTest(t);
-    const good = await establishedCookie(app.url);
+    const good = await establishedCookie(t, app);
+    const goodId = sessionIdOf(good)!;
+    // A time no /set writes: a write into the genuine session, had its id been adopted, would show.
+    const goodStored = JSON.stringify({ time: 1, _session: true });
+    t.true(await app.store.update(goodId, goodStored, TTL_MS));
     const hostile = makeCookie(good);
+    t.not(hostile, good);
     const headers = { cookie: `sid=${hostile}` };
     const attacker = new Browser(app.url);
 
     const get = await attacker.request('/get', { headers });
     t.is(get.status, 200);
     t.is(get.body, '{}');
+    t.deepEqual(get.setCookies, [], 'a read sends no cookie');
 
     const set = await attacker.request('/set', { headers });
     t.is(set.status, 200);
     const issued = sessionIdOf(cookieValue(set.setCookies, 'sid'));
     t.truthy(issued, 'a new session cookie is issued');
     t.not(issued, sessionIdOf(hostile), 'the id the client offered is never adopted');
-    t.not(issued, sessionIdOf(good));
+    t.not(issued, goodId);
+    t.deepEqual(storedIds(app), [goodId, issued!].sort(), 'the store holds the genuine session and the new one, nothing under an offered id');
+    t.is(await app.store.get(goodId, TTL_MS), goodStored, 'the genuine session was not written to');
+    t.deepEqual(Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS))!)), ['time', '_session'], 'the new session holds what /set stored');
+    t.deepEqual(await new Browser(app.url).json('/get', { headers: { cookie: `sid=${good}` } }), { time: 1 }, 'the genuine cookie still opens its session');
   });
 }
 
+test('the verified-cookie cache: tampered variants miss it whether they come after the genuine cookie or before it', async (t) => {
+  // One app (one signer, one cache) for every variant, so each meets a cache holding the genuine cookie.
+  const app = await appForTest(t);
+  const good = await establishedCookie(t, app);
+  const variants = Object.entries(hostileCookies).filter(([kind]) => kind.startsWith('tampered') || kind === 'signed with another key' || kind === 'unsigned');
+  const read = async (value: string) => new Browser(app.url).request('/get', { headers: { cookie: `sid=${value}` } });
+  for (const [kind, makeCookie] of variants) {
+    t.is((await read(makeCookie(good))).body, '{}', `${kind}, after the genuine cookie: refused`);
+    t.deepEqual(Object.keys(JSON.parse((await read(good)).body)), ['time'], `the genuine cookie, after ${kind}: still accepted`);
+  }
+  // A fresh session whose tampered variants arrive before its genuine cookie is ever read.
+  const browser = new Browser(app.url);
+  await browser.request('/set');
+  const fresh = browser.cookies.get('sid')!;
+  for (const [kind, makeCookie] of variants) t.is((await read(makeCookie(fresh))).body, '{}', `${kind}, before the genuine cookie: refused`);
+  t.deepEqual(Object.keys(JSON.parse((await read(fresh)).body)), ['time'], 'the genuine cookie, after its tampered variants: accepted');
+  for (const [kind, makeCookie] of variants) t.is((await read(makeCookie(fresh))).body, '{}', `${kind}, once the genuine cookie is cached: refused`);
+});
+
 test('a correctly signed cookie for an id the store does not know is not adopted', async (t) => {
   const app = await appForTest(t);
+  const newIds: string[] = [];
   for (const id of ['AAAAAAAAAAAAAAAAAAAAA', '__proto__AAAAAAAAAAAA', 'constructorAAAAAAAAAA']) {
     const payload = `${id}.${Date.now().toString(36)}`;
     const forged = `${payload}.${sign(TEST_KEY, 'sid', payload)}`;
     const browser = new Browser(app.url);
     t.is((await browser.request('/get', { headers: { cookie: `sid=${forged}` } })).body, '{}');
     const set = await browser.request('/set', { headers: { cookie: `sid=${forged}` } });
-    t.not(sessionIdOf(cookieValue(set.setCookies, 'sid')), id, `${id} is not adopted`);
+    const issued = sessionIdOf(cookieValue(set.setCookies, 'sid'));
+    t.truthy(issued, `${id}: /set issues a cookie for a new session`);
+    t.not(issued, id, `${id} is not adopted`);
+    newIds.push(issued!);
+    t.is(await app.store.get(id, TTL_MS), undefined, `${id}: nothing is stored under the forged id`);
+    t.deepEqual(Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS)) ?? '{}')), ['time', '_session'], `${id}: the new session is stored`);
   }
+  t.deepEqual(storedIds(app), newIds.sort(), 'the store holds the new sessions and nothing else');
 });
 
 test('key rotation: a cookie signed with an older key still works and is re-signed with the new key', async (t) => {

@@ -1,18 +1,25 @@
 /**
- * Random hostile requests against the real server process (fast-check): odd methods, paths, query
- * strings and Cookie headers (garbage, huge, repeated, wrongly signed, ids that look like object
- * properties). Never a 5xx, never a crash, never a session id adopted that the server did not issue,
- * and the server answers normally afterwards. FC_RUNS=5000 for a longer run.
+ * Hostile requests over real HTTP against a real server (the app on the same HTTP server app/server.ts
+ * builds, in this process so that its store can be inspected): odd methods, paths, query strings and
+ * Cookie headers (garbage, huge, repeated, wrongly signed, ids that look like object properties).
+ *
+ * Checked through the store, not only through what the answers say: after every request the store
+ * holds only ids the server handed out in a Set-Cookie (an adopted id needs no cookie to be sent), no id
+ * a client offered, and a /get shows exactly the data of the session its genuine cookie names, or {}.
+ * The cases that matter most (each genuine cookie with one character changed, correctly signed cookies
+ * for unknown ids) are sent every run, after the genuine cookie was verified once (so the verified-cookie
+ * cache is full), before the random ones (fast-check). FC_RUNS=5000 for a longer random run.
  */
 import { createHmac } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import test from 'ava';
 import fc from 'fast-check';
-import { TEST_KEY } from './helpers/app.ts';
+import type { MemoryStore } from '../app/stores/memory.ts';
+import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
-import { startServerProcess } from './helpers/process.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 0) || 300;
+const TTL_MS = 60_000;
 
 interface Reply {
   readonly status: number;
@@ -32,41 +39,126 @@ function send(agent: Agent, base: URL, method: string, path: string, cookie: str
   });
 }
 
+/** The `sid` value the server reads from a Cookie header: the first one, as the `cookies` package finds it. */
+function sidTheServerReads(header: string | undefined): string | undefined {
+  const value = header === undefined ? undefined : /(?:^|;) *sid=([^;]*)/.exec(header)?.[1];
+  return value?.startsWith('"') ? value.slice(1, -1) : value;
+}
+
+/** The ids of every `sid` a Set-Cookie list sets (clearing cookies have none). */
+function idsSetIn(setCookies: readonly string[]): string[] {
+  return setCookies.map((line) => /^sid=([^.;]*)/.exec(line)?.[1]).filter((id): id is string => id !== undefined && id !== '');
+}
+
+const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
 const printable = fc
   .integer({ min: 0x20, max: 0xff })
   .filter((code) => code !== 0x7f)
   .map((code) => String.fromCharCode(code));
 const garbage = fc.string({ unit: printable, maxLength: 200 });
-const idLike = fc.oneof(
-  fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '__proto__AAAAAAAAAAAA', 'constructorAAAAAAAAAA'),
-  fc.stringMatching(/^[A-Za-z0-9_-]{21}$/),
-);
+const OBJECT_PROPERTY_IDS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '__proto__AAAAAAAAAAAA', 'constructorAAAAAAAAAA'];
+const idLike = fc.oneof(fc.constantFrom(...OBJECT_PROPERTY_IDS), fc.stringMatching(/^[A-Za-z0-9_-]{21}$/));
+const signedWith = (key: string, id: string) => {
+  const payload = `${id}.${Date.now().toString(36)}`;
+  return `${payload}.${createHmac('sha256', key).update(`sid=${payload}`).digest('base64url')}`;
+};
 
-test('random hostile requests: no 5xx, no crash, no foreign session id adopted', async (t) => {
-  const server = await startServerProcess({ SESSION_KEYS: TEST_KEY, LOG_LEVEL: 'warn', SESSION_MAX_ENTRIES: '1000' });
-  t.teardown(() => server.child.kill('SIGKILL'));
-  const base = new URL(server.url);
+test('hostile requests: no 5xx, no foreign id adopted or stored, no session shown but through its own cookie', async (t) => {
+  const app = await appForTest(t, { LOG_LEVEL: 'warn', SESSION_MAX_ENTRIES: '1000' });
+  const store = app.store as MemoryStore;
+  const base = new URL(app.url);
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
   t.teardown(() => agent.destroy());
 
-  // A few genuine sessions, whose cookies the generator mixes in and mangles.
+  /** Every id the server has handed out in a Set-Cookie. */
   const issued = new Set<string>();
+  // A few genuine sessions, each with data of its own (time 1 to 5, which no /set writes), so that an
+  // answer shows whose data it is. Each cookie is verified once (/get) before anything hostile is sent.
   const genuine: string[] = [];
   for (let i = 0; i < 5; i++) {
     const reply = await send(agent, base, 'GET', '/set', undefined);
     const value = /^sid=([^;]+)/.exec(reply.setCookies[0])![1];
+    const id = value.split('.')[0];
+    issued.add(id);
     genuine.push(value);
-    issued.add(value.split('.')[0]);
+    t.true(await store.update(id, JSON.stringify({ time: i + 1, _session: true }), TTL_MS));
+    t.is((await send(agent, base, 'GET', '/get', `sid=${value}`)).body, JSON.stringify({ time: i + 1 }));
   }
-  const signedWith = (key: string, id: string) => {
-    const payload = `${id}.${Date.now().toString(36)}`;
-    return `${payload}.${createHmac('sha256', key).update(`sid=${payload}`).digest('base64url')}`;
-  };
+  const genuineIds = new Set(genuine.map((value) => value.split('.')[0]));
+
+  /** What a /get must show for this Cookie header: the data of the live session its genuine cookie names, or {}. */
+  async function expectedGet(cookie: string | undefined): Promise<string> {
+    const value = sidTheServerReads(cookie);
+    if (value === undefined || !genuine.includes(value)) return '{}';
+    const text = await store.get(value.split('.')[0], TTL_MS);
+    if (text === undefined) return '{}';
+    const { _session, ...data } = JSON.parse(text) as Record<string, unknown>;
+    return JSON.stringify(data);
+  }
+
+  /** One request, and every check that holds for any request; returns the reply for more. */
+  async function check(verb: string, target: string, cookie: string | undefined): Promise<Reply> {
+    const label = `${verb} ${target} with ${JSON.stringify(cookie?.slice(0, 100))}`;
+    const expected = await expectedGet(cookie);
+    const reply = await send(agent, base, verb, target, cookie);
+    t.true(reply.status < 500, `${label} answered ${reply.status}`);
+    const offered = new Set([...(cookie ?? '').matchAll(/sid=([^.;]*)/g)].map((match) => match[1]));
+    for (const id of idsSetIn(reply.setCookies)) {
+      t.false(offered.has(id) && !genuineIds.has(id), `${label}: adopted the offered id ${id}`);
+      issued.add(id);
+    }
+    // Through the store: every stored id was handed out in a cookie; none a client made up.
+    const { probation, protected: kept } = store.segments();
+    const unknown = [...probation, ...kept].filter((id) => !issued.has(id));
+    t.deepEqual(unknown, [], `${label}: the store holds ids no cookie handed out`);
+    if (verb !== 'HEAD' && reply.status === 200 && /^\/get(\?|$)/.test(target)) {
+      t.is(reply.body, expected, `${label}: /get shows exactly the session its own genuine cookie names`);
+    } else if (/"time":/.test(reply.body)) {
+      t.is(reply.body, expected, `${label}: session data only through its own genuine cookie`);
+    }
+    return reply;
+  }
+
+  // --- Certain every run: each genuine cookie with one character changed, anywhere in it. ---
+  for (const value of genuine.slice(0, 2)) {
+    const id = value.split('.')[0];
+    const storedBefore = await store.get(id, TTL_MS);
+    for (let at = 0; at < value.length; at++) {
+      // Another character of the cookie's own alphabet (a dot becomes a letter): still well-formed but for the change.
+      const replacement = ID_ALPHABET[(ID_ALPHABET.indexOf(value[at]) + 1 + (at % (ID_ALPHABET.length - 1))) % ID_ALPHABET.length];
+      const mangled = value.slice(0, at) + replacement + value.slice(at + 1);
+      t.not(mangled, value);
+      const get = await check('GET', '/get', `sid=${mangled}`);
+      t.is(get.body, '{}', `one character changed at ${at}: no session`);
+      t.deepEqual(get.setCookies, [], `one character changed at ${at}: /get sends no cookie`);
+      const set = await check('GET', '/set', `sid=${mangled}`);
+      const [newId] = idsSetIn(set.setCookies);
+      t.truthy(newId, `one character changed at ${at}: /set starts a new session, with a cookie`);
+      t.not(newId, id);
+      t.truthy(await store.get(newId, TTL_MS), 'the new session is in the store');
+    }
+    t.is(await store.get(id, TTL_MS), storedBefore, "the genuine session's data was never touched");
+    t.is((await check('GET', '/get', `sid=${value}`)).body, JSON.stringify({ time: genuine.indexOf(value) + 1 }), 'and its own cookie still opens it');
+  }
+  // --- Certain every run: correctly signed cookies for ids the server never issued. ---
+  for (const id of [
+    ...OBJECT_PROPERTY_IDS.filter((candidate) => candidate.length === 21),
+    'AAAAAAAAAAAAAAAAAAAAA',
+    genuine[0].split('.')[0].replace(/^./, 'Z'),
+  ]) {
+    const forged = signedWith(TEST_KEY, id);
+    t.is((await check('GET', '/get', `sid=${forged}`)).body, '{}', `${id}: no session`);
+    const set = await check('GET', '/set', `sid=${forged}`);
+    t.truthy(idsSetIn(set.setCookies)[0], `${id}: /set starts a new session, with a cookie`);
+    t.is(await store.get(id, TTL_MS), undefined, `${id}: nothing stored under the forged id`);
+  }
+
+  // --- Random hostile requests. ---
   const sidValue = fc.oneof(
     garbage,
     idLike,
     fc.constantFrom(...genuine),
-    fc.tuple(fc.constantFrom(...genuine), fc.nat({ max: 70 }), printable).map(([value, at, char]) => value.slice(0, at) + char + value.slice(at + 1)),
+    fc.tuple(fc.constantFrom(...genuine), fc.nat({ max: 73 }), printable).map(([value, at, char]) => value.slice(0, at) + char + value.slice(at + 1)),
     idLike.map((id) => signedWith('an-attacker-key-0123456789abcdefghijklm', id)),
     idLike.map((id) => signedWith(TEST_KEY, id)), // correctly signed, but an id the server never issued
     fc.integer({ min: 1_000, max: 12_000 }).map((length) => 'x'.repeat(length)),
@@ -93,35 +185,18 @@ test('random hostile requests: no 5xx, no crash, no foreign session id adopted',
 
   await fc.assert(
     fc.asyncProperty(method, path, cookieHeader, async (verb, target, cookie) => {
-      const reply = await send(agent, base, verb, target, cookie);
-      t.true(reply.status < 500, `${verb} ${target} with ${JSON.stringify(cookie?.slice(0, 80))} answered ${reply.status}`);
-      for (const line of reply.setCookies) {
-        const id = /^sid=([^.;]*)/.exec(line)?.[1];
-        if (id) issued.add(id); // every id the server hands out
-      }
-      const offeredIds = [...(cookie ?? '').matchAll(/sid=([^.;]*)/g)].map((match) => match[1]);
-      for (const line of reply.setCookies) {
-        const id = /^sid=([^.;]*)/.exec(line)?.[1];
-        if (id)
-          t.false(
-            offeredIds.some((offered) => offered === id && !genuine.some((value) => value.startsWith(`${id}.`))),
-            `adopted ${id}`,
-          );
-      }
-      if (verb !== 'HEAD' && /^\/get(\?|$)/.test(target) && reply.status === 200 && reply.body !== '{}') {
-        // Data can only come from a session the server issued, reached through its genuine cookie.
-        t.true(
-          genuine.some((value) => cookie?.includes(`sid=${value}`)),
-          `data for ${JSON.stringify(cookie)}`,
-        );
-      }
+      const reply = await check(verb, target, cookie);
       return reply.status < 500;
     }),
     { numRuns: RUNS },
   );
 
-  t.is(server.child.exitCode, null, 'the server is still running');
-  const browser = new Browser(server.url);
+  t.deepEqual(
+    app.logs.filter((line) => line.level === 'error'),
+    [],
+    'no error was logged',
+  );
+  const browser = new Browser(app.url);
   t.is((await browser.request('/set')).body, 'ok');
   t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'and answers normally afterwards');
 });

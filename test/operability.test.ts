@@ -1,16 +1,31 @@
-/** What operators rely on: /healthz, request logs, and slow clients being cut off. */
+/**
+ * What operators rely on: /healthz, request logs, the error boundary (store outages and bugs, over
+ * real HTTP, with what is logged), and slow clients being cut off.
+ */
 
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type Router from '@koa/router';
 import test from 'ava';
-import { appForTest, TEST_KEY } from './helpers/app.ts';
-import { Browser } from './helpers/browser.ts';
+import { addSessionRoutes } from '../app/routes.ts';
+import type { SessionMiddleware } from '../app/session/middleware.ts';
+import type { MemoryStore } from '../app/stores/memory.ts';
+import { type SessionStore, StoreUnavailableError } from '../app/stores/store.ts';
+import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
+import { Browser, cookieValue } from './helpers/browser.ts';
 
-test('/healthz reports the store and never creates a session', async (t) => {
+/** The memory store's counters: any read, write or eviction of a session changes one of them. */
+function storeCounters(app: RunningApp) {
+  const store = app.store as MemoryStore;
+  return { ...store.stats, size: store.size, ...store.segments() };
+}
+
+test('/healthz reports the store and never touches a session', async (t) => {
   const app = await appForTest(t);
   const browser = new Browser(app.url);
   await browser.request('/set');
+  const before = storeCounters(app);
   const health = await new Browser(app.url).request('/healthz');
   t.is(health.status, 200);
   t.deepEqual(health.setCookies, [], 'no cookie');
@@ -18,8 +33,12 @@ test('/healthz reports the store and never creates a session', async (t) => {
   t.like(body, { status: 'ok', store: { kind: 'memory', ok: true, sessions: 1 } });
   t.true(body.process.rssBytes > 0 && body.process.heapUsedBytes > 0);
   t.is(typeof body.process.eventLoopDelayP99Ms, 'number');
-  for (let i = 0; i < 3; i++) await new Browser(app.url).request('/healthz', { headers: { cookie: browser.cookieHeader! } });
-  t.is((await app.store.health()).sessions, 1, 'health checks, even with a cookie, add no session');
+  for (let i = 0; i < 3; i++) {
+    const withCookie = await new Browser(app.url).request('/healthz', { headers: { cookie: browser.cookieHeader! } });
+    t.is(withCookie.status, 200);
+    t.deepEqual(withCookie.setCookies, [], 'no cookie, even for a request that carries one');
+  }
+  t.deepEqual(storeCounters(app), before, 'health checks, even with a session cookie, neither read, write nor add a session');
 });
 
 test('/healthz answers 503 once shutdown has begun', async (t) => {
@@ -55,27 +74,194 @@ test('LOG_LEVEL=warn writes no request lines', async (t) => {
   t.deepEqual(app.logs, []);
 });
 
-test('a client trickling its headers is answered 408 and cut off while others are served', async (t) => {
-  const app = await appForTest(t, { SESSION_KEYS: TEST_KEY, HTTP_HEADERS_TIMEOUT: '1s', HTTP_REQUEST_TIMEOUT: '2s' });
-  const url = new URL(app.url);
-  const slow = connect(Number(url.port), url.hostname);
-  await once(slow, 'connect');
+// --- The error boundary (app/errors.ts) ---
+
+/** A second signing key: the app signs with it and still accepts TEST_KEY, so an old cookie is re-signed (a Set-Cookie) before the store is read. */
+const NEW_KEY = 'rotated-signing-key-0123456789abcdefghijk';
+
+/** A store whose get and create fail with `failure()` while `failing` is set. */
+function failingStore(inner: SessionStore, failure: () => Error) {
+  const state = { failing: false };
+  const store: SessionStore = {
+    kind: inner.kind,
+    get: (id, ttlMs) => (state.failing ? Promise.reject(failure()) : inner.get(id, ttlMs)),
+    create: (id, text, ttlMs) => (state.failing ? Promise.reject(failure()) : inner.create(id, text, ttlMs)),
+    update: (id, text, ttlMs) => inner.update(id, text, ttlMs),
+    destroy: (id) => inner.destroy(id),
+    health: () => inner.health(),
+    close: () => inner.close(),
+  };
+  return { state, store };
+}
+
+/** The seed's routes, plus one that has already set a cookie and a cacheable header when it throws. */
+function routesThrowing(failure: () => Error) {
+  return (router: Router, session: SessionMiddleware) => {
+    addSessionRoutes(router, session);
+    router.get('/throws', (ctx) => {
+      ctx.cookies.set('other', 'value', { httpOnly: true });
+      ctx.set('Cache-Control', 'public, max-age=600');
+      throw failure();
+    });
+  };
+}
+
+/** An app whose store fails on demand, and a cookie for it signed with its older key. */
+async function appWithFailures(t: Parameters<typeof appForTest>[0], failure: () => Error) {
+  const older = await appForTest(t); // signs with TEST_KEY only
+  const failing = failingStore(older.store, failure);
+  const app = await appForTest(
+    t,
+    { SESSION_KEYS: `${NEW_KEY},${TEST_KEY}`, LOG_LEVEL: 'info' },
+    { store: failing.store, keepStore: true, routes: routesThrowing(failure) },
+  );
+  const browser = new Browser(older.url);
+  await browser.request('/set');
+  return { app, failing, cookie: browser.cookieHeader! };
+}
+
+test('a store outage answers 503 with Retry-After, no cookie, not cacheable, logged as a warning without a stack', async (t) => {
+  const { app, failing, cookie } = await appWithFailures(t, () => new StoreUnavailableError('redis command failed: no answer within 500 ms'));
+  const healthy = await new Browser(app.url).request('/get', { headers: { cookie } });
+  t.truthy(cookieValue(healthy.setCookies, 'sid'), 'a cookie signed with the older key is re-signed: a Set-Cookie the outage must drop');
+
+  failing.state.failing = true;
+  const answers = [
+    ['/get with a session cookie being re-signed', await new Browser(app.url).request('/get', { headers: { cookie } })],
+    ['/set of a new session', await new Browser(app.url).request('/set')],
+    ['a handler that had set a cookie and a cacheable header', await new Browser(app.url).request('/throws')],
+  ] as const;
+  for (const [what, answer] of answers) {
+    t.is(answer.status, 503, what);
+    t.is(answer.headers.get('retry-after'), '1', `${what}: Retry-After`);
+    t.deepEqual(answer.setCookies, [], `${what}: no Set-Cookie`);
+    t.is(answer.headers.get('cache-control'), 'no-store', `${what}: not cacheable`);
+    t.regex(answer.headers.get('content-type') ?? '', /^application\/json/, what);
+    t.deepEqual(JSON.parse(answer.body), { error: 'Service Unavailable', message: 'The session store is unavailable; try again shortly.' }, what);
+  }
+  const warnings = app.logs.filter((line) => line.msg === 'session store unavailable');
+  t.deepEqual(
+    warnings.map((line) => line.requestId),
+    answers.map(([, answer]) => answer.headers.get('x-request-id')),
+    'one warning per refused request, with its request id',
+  );
+  for (const line of warnings) t.like(line, { level: 'warn', err: 'redis command failed: no answer within 500 ms' });
+  t.deepEqual(
+    app.logs.filter((line) => line.level === 'error'),
+    [],
+    'an outage is not a bug: no error line, no stack',
+  );
+  failing.state.failing = false;
+  t.deepEqual(Object.keys(await new Browser(app.url).json('/get', { headers: { cookie } })), ['time'], 'served again once the store answers');
+  t.false(app.logText().includes(TEST_KEY) || app.logText().includes(NEW_KEY), 'no signing key in the logs');
+});
+
+test('a bug answers a generic 500, no cookie, not cacheable, and is logged once with its stack and the request id', async (t) => {
+  const detail = `internal detail ${Date.now()}`;
+  const { app, failing, cookie } = await appWithFailures(t, () => new Error(detail));
+  failing.state.failing = true;
+  const answers = [
+    ['/get whose store read fails', await new Browser(app.url).request('/get', { headers: { cookie, 'x-request-id': 'req-bug-1' } })],
+    ['a handler that had set a cookie and a cacheable header', await new Browser(app.url).request('/throws', { headers: { 'x-request-id': 'req-bug-2' } })],
+  ] as const;
+  for (const [what, answer] of answers) {
+    t.is(answer.status, 500, what);
+    t.is(answer.body, '{"error":"Internal Server Error"}', `${what}: a generic body, nothing of the error`);
+    t.deepEqual(answer.setCookies, [], `${what}: no Set-Cookie`);
+    t.is(answer.headers.get('cache-control'), 'no-store', `${what}: not cacheable`);
+    t.is(answer.headers.get('retry-after'), null, `${what}: no Retry-After for a bug`);
+  }
+  const errors = app.logs.filter((line) => line.level === 'error');
+  t.deepEqual(
+    errors.map((line) => [line.msg, line.requestId]),
+    [
+      ['unhandled error', 'req-bug-1'],
+      ['unhandled error', 'req-bug-2'],
+    ],
+    'exactly one error line per failed request, with its request id',
+  );
+  for (const [index, line] of errors.entries()) {
+    t.like(line, { msg: 'unhandled error', requestId: `req-bug-${index + 1}`, err: { type: 'Error', message: detail } });
+    t.regex(String((line.err as { stack?: string }).stack), new RegExp(`^Error: ${detail}\\n\\s+at `), 'with its stack');
+  }
+  t.deepEqual(
+    app.logs.filter((line) => line.msg === 'request').map((line) => [line.requestId, line.status]),
+    [
+      ['req-bug-1', 500],
+      ['req-bug-2', 500],
+    ],
+    'and the request lines say 500',
+  );
+  t.false(app.logText().includes(TEST_KEY) || app.logText().includes(NEW_KEY), 'no signing key in the logs');
+});
+
+test('an error a handler marks as safe to show keeps its 4xx status and message', async (t) => {
+  const app = await appForTest(t, {}, { routes: (router) => router.get('/refuse', (ctx) => ctx.throw(422, 'that will not do')) });
+  const answer = await new Browser(app.url).request('/refuse');
+  t.is(answer.status, 422);
+  t.deepEqual(JSON.parse(answer.body), { error: 'that will not do' });
+  t.is(answer.headers.get('cache-control'), 'no-store');
+  t.deepEqual(
+    app.logs.filter((line) => line.level === 'error'),
+    [],
+  );
+});
+
+/** A raw connection to the app that collects what it receives and when it closed. */
+async function rawClient(url: string) {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  await once(socket, 'connect');
+  const opened = performance.now();
   let answer = '';
-  slow.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-  const closed = once(slow, 'close');
-  slow.write('GET /get HTTP/1.1\r\nHost: localhost\r\n');
-  const trickle = setInterval(() => slow.writable && slow.write('X-Slow: a\r\n'), 200);
-  t.teardown(() => clearInterval(trickle));
+  socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+  socket.on('error', () => {}); // a reset after the server's answer and close: what was received counts
+  const closed = once(socket, 'close').then(() => performance.now() - opened);
+  return { socket, answer: () => answer, closed };
+}
+
+/** Writes `chunk` every 200 ms until the server starts answering or closes; returns a stop function. */
+function trickle(client: Awaited<ReturnType<typeof rawClient>>, chunk: string): () => void {
+  const timer = setInterval(() => {
+    if (client.answer() === '' && client.socket.writable) client.socket.write(chunk);
+  }, 200);
+  return () => clearInterval(timer);
+}
+
+test('a client trickling its headers is answered 408 and cut off at HTTP_HEADERS_TIMEOUT, long before HTTP_REQUEST_TIMEOUT, while others are served', async (t) => {
+  // A request timeout far beyond the wait below: only the headers timeout can end this connection in time.
+  const app = await appForTest(t, { SESSION_KEYS: TEST_KEY, HTTP_HEADERS_TIMEOUT: '1s', HTTP_REQUEST_TIMEOUT: '60s' });
+  const slow = await rawClient(app.url);
+  t.teardown(() => slow.socket.destroy());
+  slow.socket.write('GET /get HTTP/1.1\r\nHost: localhost\r\n');
+  const stop = trickle(slow, 'X-Slow: a\r\n');
+  t.teardown(stop);
 
   const browser = new Browser(app.url);
-  const started = Date.now();
   for (let i = 0; i < 5; i++) {
     t.is((await browser.request('/set')).status, 200, 'others are served meanwhile');
     await sleep(100);
   }
-  await Promise.race([closed, sleep(8_000)]);
-  clearInterval(trickle);
-  t.true(slow.destroyed || slow.readableEnded, 'the slow connection was closed by the server');
-  t.true(Date.now() - started < 8_000);
-  t.true(answer === '' || answer.startsWith('HTTP/1.1 408'), `answered 408 or cut off: ${JSON.stringify(answer.slice(0, 40))}`);
+  const closedAfter = await Promise.race([slow.closed, sleep(20_000).then(() => Infinity)]);
+  stop();
+  t.true(closedAfter < 20_000, `the server closed the slow connection (after ${Math.round(closedAfter)} ms)`);
+  t.true(closedAfter >= 1_000 - 50, `not before the headers timeout (${Math.round(closedAfter)} ms)`);
+  t.regex(slow.answer(), /^HTTP\/1\.1 408 Request Timeout\r\n/, `answered 408: ${JSON.stringify(slow.answer().slice(0, 60))}`);
+});
+
+test('a client trickling its body is answered 408 and cut off at HTTP_REQUEST_TIMEOUT, not at the shorter headers timeout', async (t) => {
+  const app = await appForTest(t, { SESSION_KEYS: TEST_KEY, HTTP_HEADERS_TIMEOUT: '1s', HTTP_REQUEST_TIMEOUT: '3s' });
+  const slow = await rawClient(app.url);
+  t.teardown(() => slow.socket.destroy());
+  // Whole headers at once, then a body that never completes. No route reads a body, so the app
+  // answers (404) at once; Node keeps reading the body, and the request timeout ends it.
+  slow.socket.write('POST /nothing-here HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n');
+  const timer = setInterval(() => slow.socket.writable && slow.socket.write('a'), 200);
+  t.teardown(() => clearInterval(timer));
+  const closedAfter = await Promise.race([slow.closed, sleep(20_000).then(() => Infinity)]);
+  clearInterval(timer);
+  t.true(closedAfter < 20_000, `the server closed the slow connection (after ${Math.round(closedAfter)} ms)`);
+  t.true(closedAfter >= 3_000 - 50, `at the request timeout, not the 1 s headers timeout (${Math.round(closedAfter)} ms)`);
+  t.regex(slow.answer(), /^HTTP\/1\.1 404 Not Found\r\n/, 'the app answered the request itself');
+  t.regex(slow.answer(), /HTTP\/1\.1 408 Request Timeout\r\n/, `then 408: ${JSON.stringify(slow.answer().slice(-80))}`);
 });

@@ -1,7 +1,8 @@
 /** The three routes answer every HTTP method, with the right bodies and content types. */
 import test from 'ava';
+import type { MemoryStore } from '../app/stores/memory.ts';
 import { appForTest } from './helpers/app.ts';
-import { Browser, cookieValue } from './helpers/browser.ts';
+import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 
 // Every method fetch may send; TRACE, TRACK and CONNECT are refused by fetch itself.
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PURGE'] as const;
@@ -80,19 +81,34 @@ test('responses that touch a session are not cacheable; unknown paths are 404 wi
   for (const path of ['/set', '/get', '/del']) {
     t.is((await browser.request(path)).headers.get('cache-control'), 'no-store', path);
   }
-  const missing = await browser.request('/nope');
-  t.is(missing.status, 404);
-  t.deepEqual(missing.setCookies, []);
+  await browser.request('/set');
+  const store = app.store as MemoryStore;
+  const counters = () => ({ ...store.stats, size: store.size, ...store.segments() });
+  const before = counters();
+  for (const path of ['/nope', '/set/more', '/', '/favicon.ico']) {
+    const answer = await browser.request(path, { method: path === '/' ? 'GET' : 'POST' });
+    t.is(answer.status, path === '/' ? 200 : 404, path);
+    t.deepEqual(answer.setCookies, [], `${path}: no cookie`);
+  }
+  t.deepEqual(counters(), before, 'requests outside the session routes, with a session cookie, never touch the store');
 });
 
-test('a second /set on the same session does not re-send the cookie', async (t) => {
+test('a second /set on the same session stores the new time and does not re-send the cookie', async (t) => {
   const app = await appForTest(t);
   const browser = new Browser(app.url);
   t.is((await browser.request('/set')).setCookies.length, 1);
-  await new Promise((resolve) => setTimeout(resolve, 1_100)); // let the stored time change
+  const id = sessionIdOf(browser.cookies.get('sid'))!;
+  const first = (await browser.json('/get')).time as number;
+  t.is(typeof first, 'number');
+  // Wait for the next second by the clock, not a fixed sleep: the stored time must then change.
+  while (Math.floor(Date.now() / 1000) <= first) await new Promise((resolve) => setTimeout(resolve, 1_000 - (Date.now() % 1_000) + 5));
   const again = await browser.request('/set');
   t.is(again.body, 'ok');
   t.deepEqual(again.setCookies, [], 'same id, same cookie: nothing to send');
+  const second = (await browser.json('/get')).time as number;
+  t.true(second > first, `the stored time changed: ${first} then ${second}`);
+  t.like(JSON.parse((await app.store.get(id, 60_000))!), { time: second }, 'in the store, under the same id');
+  t.is((app.store as MemoryStore).size, 1, 'no second session');
 });
 
 test('TRACE, which fetch refuses to send, is answered too', async (t) => {

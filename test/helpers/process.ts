@@ -1,6 +1,8 @@
 /**
  * Runs the real server entry (app/server.ts, or a benchmark baseline) as a child process, the way
  * `npm start` does, in an empty working directory so that a developer's own .env never leaks in.
+ * One addition: a preload (report-listening.js) that tells the test, on file descriptor 3, which
+ * address the process listens on, so that readiness never depends on log levels or guessed ports.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,11 +15,23 @@ import { fileURLToPath } from 'node:url';
 const SERVER_ENTRY = fileURLToPath(new URL('../../app/server.ts', import.meta.url));
 /** What `npm start` passes to --import: tsx on Node 20, nothing on Node 22.18+ (see app/load-typescript.js). */
 const LOAD_TYPESCRIPT = new URL('../../app/load-typescript.js', import.meta.url).href;
+/** Reports each address the child listens on, on file descriptor 3 (see the file). */
+const REPORT_LISTENING = new URL('./report-listening.js', import.meta.url).href;
+
+/** An address the child process reported listening on. */
+export interface ListeningAddress {
+  readonly address: string;
+  readonly port: number;
+}
 
 export interface ServerProcess {
   readonly child: ChildProcess;
   readonly stdout: () => string;
   readonly stderr: () => string;
+  /** The addresses the process has reported listening on so far (by itself, through report-listening.js). */
+  readonly listening: () => readonly ListeningAddress[];
+  /** Everything report-listening.js has reported so far, parsed. */
+  readonly reports: () => ReadonlyArray<Record<string, unknown>>;
   /** Resolves with the exit code (or the signal name) when the process has ended and its output is all read. */
   readonly exited: Promise<number | string>;
 }
@@ -56,17 +70,33 @@ export function spawnServer(env: Record<string, string>, options: SpawnOptions =
   if (options.dotEnv !== undefined) writeFileSync(join(cwd, '.env'), options.dotEnv);
   const child = spawn(
     process.execPath,
-    ['--disable-warning=ExperimentalWarning', '--import', LOAD_TYPESCRIPT, options.script ?? SERVER_ENTRY, ...(options.args ?? [])],
+    [
+      '--disable-warning=ExperimentalWarning',
+      '--import',
+      LOAD_TYPESCRIPT,
+      '--import',
+      REPORT_LISTENING,
+      options.script ?? SERVER_ENTRY,
+      ...(options.args ?? []),
+    ],
     {
       cwd,
       env: environment(env),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     },
   );
   let stdout = '';
   let stderr = '';
+  let reports = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  (child.stdio[3] as NodeJS.ReadableStream).setEncoding('utf8').on('data', (chunk: string) => (reports += chunk));
+  const parsedReports = () =>
+    reports
+      .split('\n')
+      .slice(0, -1) // whole lines only
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const listening = () => parsedReports().filter((report): report is Record<string, unknown> & ListeningAddress => typeof report.port === 'number');
   liveChildren.set(child, cwd);
   // 'close', not 'exit': 'exit' can come before the last output has been read from the pipes.
   const exited = once(child, 'close').then(([code, signal]) => {
@@ -74,7 +104,7 @@ export function spawnServer(env: Record<string, string>, options: SpawnOptions =
     rmSync(cwd, { recursive: true, force: true });
     return (code ?? signal) as number | string;
   });
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+  return { child, stdout: () => stdout, stderr: () => stderr, listening, reports: parsedReports, exited };
 }
 
 /**
@@ -127,7 +157,11 @@ export async function runToExit(
   }
 }
 
-/** A port that was free a moment ago (for servers whose logs are too quiet to announce theirs). */
+/**
+ * A port that was free a moment ago: another process may take it before the caller binds it, so a
+ * caller must notice when its own server could not listen there (and try another port). Servers
+ * started here never need one: they listen on port 0 and report the port the kernel gave them.
+ */
 export async function freePort(): Promise<number> {
   const probe = createServer().listen(0, '127.0.0.1');
   await once(probe, 'listening');
@@ -136,17 +170,11 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function answersHealthz(url: string): Promise<boolean> {
-  try {
-    return (await fetch(`${url}/healthz`)).status === 200;
-  } catch {
-    return false;
-  }
-}
-
 /**
- * Starts the server and waits until it is ready: by its "listening" log line, or, when LOG_LEVEL
- * hides that line, by /healthz answering on a port chosen beforehand. Returns its base URL.
+ * Starts the server and waits until it is ready: until the process itself reports its listener bound
+ * (report-listening.js), whatever its LOG_LEVEL; on port 0 unless env.PORT says otherwise, so no port
+ * is guessed and no other process's server can be mistaken for this one. Bounded: a server that exits
+ * first, or has not listened within 20 s, fails the call (and is killed). Returns its base URL.
  */
 export async function startServerProcess(env: Record<string, string>, options: SpawnOptions = {}): Promise<ServerProcess & { url: string }> {
   const release = await startSlot();
@@ -159,19 +187,40 @@ export async function startServerProcess(env: Record<string, string>, options: S
 
 async function startWhenReady(env: Record<string, string>, options: SpawnOptions): Promise<ServerProcess & { url: string }> {
   const timeoutMs = 20_000;
-  const quiet = env.LOG_LEVEL !== undefined && !['debug', 'info'].includes(env.LOG_LEVEL);
-  const port = env.PORT ?? (quiet ? String(await freePort()) : '0');
-  const server = spawnServer({ ...env, PORT: port }, options);
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const match = /"url":"(http:\/\/[^"]+)"/.exec(server.stdout());
-    if (match) return { ...server, url: match[1] };
-    if (quiet && (await answersHealthz(`http://127.0.0.1:${port}`))) return { ...server, url: `http://127.0.0.1:${port}` };
-    const early = await Promise.race([server.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 25))]);
-    if (early !== undefined) throw new Error(`server exited (${early}) before listening: ${server.stderr()}${server.stdout()}`);
+  // At info and debug the server also prints its "listening" line: wait for it too, so a test that
+  // reads the start-up output finds the line there (logs are written in batches, a moment later).
+  const announces = env.LOG_LEVEL === undefined || ['debug', 'info'].includes(env.LOG_LEVEL);
+  const server = spawnServer({ ...env, PORT: env.PORT ?? '0' }, options);
+  let exit: number | string | undefined;
+  void server.exited.then((code) => (exit = code));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (exit !== undefined) throw new Error(`server exited (${exit}) before listening: ${server.stderr()}${server.stdout()}`);
+      const [bound] = server.listening();
+      if (bound !== undefined) {
+        const url = urlOf(bound);
+        const announced = /"url":"(http:\/\/[^"]+)"/.exec(server.stdout())?.[1];
+        if (announced !== undefined && new URL(announced).port !== String(bound.port)) {
+          throw new Error(`server reported listening at ${url} but announced ${announced}`);
+        }
+        if (!announces || announced !== undefined) return { ...server, url };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error(`server did not start within ${timeoutMs} ms: ${server.stderr()}${server.stdout()}`);
+  } catch (error) {
+    // Whatever went wrong, nothing is left running: the process is killed and its temp folder removed.
+    if (exit === undefined) server.child.kill('SIGKILL');
+    await server.exited;
+    throw error;
   }
-  server.child.kill('SIGKILL');
-  throw new Error(`server did not start within ${timeoutMs} ms: ${server.stderr()}${server.stdout()}`);
+}
+
+/** The URL to reach a listener at: a wildcard address is reached on loopback. */
+function urlOf({ address, port }: ListeningAddress): string {
+  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address.includes(':') ? `[${address}]` : address;
+  return `http://${host}:${port}`;
 }
 
 /** Kills the server with SIGKILL when the test ends, passed or failed (a no-op once it has exited). */

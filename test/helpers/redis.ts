@@ -111,15 +111,20 @@ export async function deleteKeysWithPrefix(prefix: string, url = REDIS_URL!): Pr
 
 /** Answers whether a Redis at `url` replies to PING within `ms`, without retrying or hanging. */
 export async function answersPing(url: string, ms: number): Promise<boolean> {
+  return (await pingFailure(url, ms)) === undefined;
+}
+
+/** Why a Redis at `url` did not reply PONG to PING within `ms`, or undefined when it did. */
+async function pingFailure(url: string, ms: number): Promise<string | undefined> {
   const client = createClient({ url, socket: { connectTimeout: ms, reconnectStrategy: false } });
   client.on('error', () => {});
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const timedOut = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`no answer within ${ms} ms`), ms)));
   const answered = client
     .connect()
     .then(() => client.ping())
-    .then((reply) => reply === 'PONG')
-    .catch(() => false);
+    .then((reply) => (reply === 'PONG' ? undefined : `replied ${reply}`))
+    .catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
   try {
     return await Promise.race([answered, timedOut]);
   } finally {
@@ -136,6 +141,9 @@ process.once('exit', () => {
     child.kill('SIGKILL');
   }
 });
+
+/** redis-server could not bind its port: another process has it. */
+class PortTakenError extends Error {}
 
 /**
  * A Redis server of the test's own on a spare port, to stop, restart, pause (SIGSTOP: the process
@@ -154,21 +162,50 @@ export class OwnRedisServer {
   }
 
   get url(): string {
-    const auth = this.#password === undefined ? '' : `:${encodeURIComponent(this.#password)}@`;
-    return `redis://${auth}127.0.0.1:${this.port}`;
+    return this.#urlFor(this.port);
   }
 
-  /** Starts redis-server (on the same port as before, if it ran already) and waits until it answers, for at most `timeoutMs`. */
+  #urlFor(port: number): string {
+    const auth = this.#password === undefined ? '' : `:${encodeURIComponent(this.#password)}@`;
+    return `redis://${auth}127.0.0.1:${port}`;
+  }
+
+  /**
+   * Starts redis-server and waits until it answers, for at most `timeoutMs`: on the same port as
+   * before if it ran already, else on a free port (another if a process takes that one first).
+   * Ready means this very process said it accepts connections, and then answered PING: an answer
+   * alone could come from another Redis that took the port meanwhile.
+   */
   async start(timeoutMs = 10_000): Promise<void> {
-    if (this.port === 0) this.port = await freePort();
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const deadline = Date.now() + timeoutMs;
+    if (this.port !== 0) return this.#startOn(this.port, deadline);
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      try {
+        await this.#startOn(port, deadline);
+        this.port = port;
+        return;
+      } catch (error) {
+        // The port was taken between the probe and redis-server's bind: try another one.
+        if (!(error instanceof PortTakenError) || attempt === 5) throw error;
+      }
+    }
+  }
+
+  async #startOn(port: number, deadline: number): Promise<void> {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
     if (this.#password !== undefined) args.push('--requirepass', this.#password);
     const child = spawn('redis-server', args, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output = (output + chunk).slice(-2_000)));
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output = (output + chunk).slice(-2_000)));
+    let announcedReady = false;
+    const collect = (chunk: string) => {
+      output = (output + chunk).slice(-2_000);
+      if (/Ready to accept connections/.test(output)) announcedReady = true;
+    };
+    child.stdout!.setEncoding('utf8').on('data', collect);
+    child.stderr!.setEncoding('utf8').on('data', collect);
     let spawnError: Error | undefined;
     child.on('error', (error) => (spawnError = error));
     this.#process = child;
@@ -176,16 +213,22 @@ export class OwnRedisServer {
     liveServers.add(child);
     child.once('exit', () => liveServers.delete(child));
     const started = Date.now();
-    const deadline = started + timeoutMs;
+    const url = this.#urlFor(port);
+    let lastFailure = 'it never said it was ready';
     while (Date.now() < deadline) {
       if (spawnError || child.exitCode !== null || child.signalCode !== null) break;
-      if (await answersPing(this.url, Math.min(1_000, Math.max(1, deadline - Date.now())))) return;
-      await sleep(50);
+      if (announcedReady) {
+        const failure = await pingFailure(url, Math.min(1_000, Math.max(1, deadline - Date.now())));
+        if (failure === undefined) return;
+        lastFailure = `the last PING: ${failure}`;
+      }
+      await sleep(20);
     }
     const exit = child.exitCode ?? child.signalCode;
-    const why = spawnError ? spawnError.message : exit !== null ? `exited: ${exit}` : `no answer within ${timeoutMs} ms`;
+    const why = spawnError ? spawnError.message : exit !== null ? `exited: ${exit}` : `not ready within ${Date.now() - started} ms, ${lastFailure}`;
     await this.stop();
-    throw new Error(`redis-server on port ${this.port} did not start (${why}, after ${Date.now() - started} ms): ${output.trim()}`);
+    const message = `redis-server on port ${port} did not start (${why}, after ${Date.now() - started} ms): ${output.trim()}`;
+    throw /Address already in use/i.test(output) ? new PortTakenError(message) : new Error(message);
   }
 
   /** SIGSTOP: Redis keeps its port and connections but answers nothing until resume(). */

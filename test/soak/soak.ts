@@ -9,7 +9,7 @@
  * session count, heap, RSS and event-loop delay.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startServerProcess } from '../helpers/process.ts';
+import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
 
 export interface SoakOptions {
   readonly durationMs: number;
@@ -40,6 +40,8 @@ export interface SoakResult {
   readonly problems: readonly string[];
   readonly samples: readonly Sample[];
   readonly fillMs: number;
+  /** The store's session count (from /healthz) as soon as the fill phase ended. */
+  readonly sessionsAfterFill: number | undefined;
   readonly serverExitCode: number | string;
 }
 
@@ -67,6 +69,19 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     SESSION_MAX_AGE: options.maxAge,
     ...options.env,
   });
+  // Whatever happens from here on (a bug in the soak itself included), sampling stops, and the server
+  // is stopped and its temp folder removed before this returns or throws: SIGKILL if it is still running.
+  const stop = new AbortController();
+  try {
+    return await soakAgainst(server, options, stop.signal);
+  } finally {
+    stop.abort();
+    if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
+    await server.exited;
+  }
+}
+
+async function soakAgainst(server: ServerProcess & { url: string }, options: SoakOptions, aborted: AbortSignal): Promise<SoakResult> {
   const base = server.url;
   const started = Date.now();
   const problems: string[] = [];
@@ -91,9 +106,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     return { status: response.status, body, setCookie };
   }
 
-  let sampling = true;
+  const samplingDone = new AbortController();
+  const stopSampling = AbortSignal.any([aborted, samplingDone.signal]);
   const sampler = (async () => {
-    while (sampling) {
+    // One sample a second on a fixed cadence: a slow answer does not push the later samples back.
+    for (let next = Date.now() + 1_000; !stopSampling.aborted; next += 1_000) {
       try {
         const health = (await (await fetch(`${base}/healthz`)).json()) as {
           store: { sessions?: number };
@@ -105,7 +122,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       } catch (error) {
         note(`healthz failed: ${String(error)}`);
       }
-      await sleep(1_000);
+      await sleep(Math.max(0, next - Date.now()), undefined, { signal: stopSampling }).catch(() => {});
     }
   })();
 
@@ -125,6 +142,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     }),
   );
   const fillMs = Date.now() - started;
+  // The store's size the moment the fill ends, not at the next sample (by which sessions may have expired).
+  const sessionsAfterFill = await fetch(`${base}/healthz`)
+    .then(async (response) => ((await response.json()) as { store: { sessions?: number } }).store.sessions)
+    .catch((error: unknown) => {
+      note(`healthz after the fill failed: ${String(error)}`);
+      return undefined;
+    });
   phase = 'mixed';
 
   function wrong(problem: string) {
@@ -190,10 +214,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     }),
   );
 
-  sampling = false;
+  samplingDone.abort();
   await sampler;
   server.child.kill('SIGTERM');
   const serverExitCode = await server.exited;
   if (server.stderr()) note(`server stderr: ${server.stderr().slice(0, 300)}`);
-  return { requests, errors, wrongAnswers, problems, samples, fillMs, serverExitCode };
+  return { requests, errors, wrongAnswers, problems, samples, fillMs, sessionsAfterFill, serverExitCode };
 }

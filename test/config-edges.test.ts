@@ -1,0 +1,354 @@
+/**
+ * config/ in-process, at its edges: every bound of every parser, each error message exactly as the
+ * operator reads it, the defaults of every setting, and the .env check line by line. (test/config.test.ts
+ * checks the same errors through the real server's start-up, which is too slow for `npm run mutate`.)
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { ConfigError, checkEnvFile, loadConfig, readEnvironment, redactUrl, SETTING_NAMES, StartupError } from '../config/index.ts';
+import { readBoolean, readChoice, readDuration, readInteger, readOptionalString, readString } from '../config/parsers.ts';
+
+const KEY = 'k'.repeat(32);
+/** The message loadConfig throws for this environment (fails the test when it does not throw). */
+const errorFor = (env: Record<string, string>): string => {
+  try {
+    loadConfig({ SESSION_KEYS: KEY, ...env });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    return error.message;
+  }
+  throw new Error(`no error for ${JSON.stringify(env)}`);
+};
+
+test('ConfigError and StartupError: their names, the variable, the one-line message and a cause', (t) => {
+  const error = new ConfigError('PORT', 'http', 'a port');
+  t.true(error instanceof StartupError && error instanceof Error);
+  t.is(error.name, 'ConfigError');
+  t.is(error.variable, 'PORT');
+  t.is(error.message, 'PORT="http" is not allowed: a port');
+  const cause = new Error('root');
+  const startup = new StartupError('REDIS_URL', 'no answer', { cause });
+  t.is(startup.name, 'StartupError');
+  t.is(startup.variable, 'REDIS_URL');
+  t.is(startup.message, 'no answer');
+  t.is(startup.cause, cause);
+});
+
+test('a blank or unset variable means its default; values are trimmed', (t) => {
+  t.is(readString({}, 'X', 'fallback'), 'fallback');
+  t.is(readString({ X: '' }, 'X', 'fallback'), 'fallback');
+  t.is(readString({ X: '   ' }, 'X', 'fallback'), 'fallback');
+  t.is(readString({ X: ' value ' }, 'X', 'fallback'), 'value');
+  t.is(readOptionalString({ X: ' \t' }, 'X'), undefined);
+  t.is(readOptionalString({}, 'X'), undefined);
+  t.is(readOptionalString({ X: ' a ' }, 'X'), 'a');
+  t.is(readInteger({ N: ' ' }, 'N', 7, 0, 10), 7);
+  t.is(readBoolean({ B: '' }, 'B', true), true);
+  t.is(readChoice({ C: '' }, 'C', 'b', ['a', 'b']), 'b');
+  t.is(readDuration({ D: '' }, 'D', null), null);
+  t.is(readDuration({ D: '' }, 'D', 42), 42);
+});
+
+test('whole numbers: both bounds included, nothing else accepted', (t) => {
+  const read = (value: string) => readInteger({ N: value }, 'N', 5, 1, 10);
+  t.is(read('1'), 1);
+  t.is(read('10'), 10);
+  t.is(read(' 7 '), 7);
+  t.is(read('007'), 7);
+  for (const bad of ['0', '11', '-1', '+5', '1.5', '1e1', '0x5', '5 5', 'five', '99999999999999999999']) {
+    t.throws(() => read(bad), { instanceOf: ConfigError, message: `N=${JSON.stringify(bad)} is not allowed: a whole number from 1 to 10` }, bad);
+  }
+  t.is(readInteger({ N: '9007199254740991' }, 'N', 0, 0, Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
+  t.throws(() => readInteger({ N: '9007199254740992' }, 'N', 0, 0, Number.MAX_SAFE_INTEGER), { instanceOf: ConfigError }, 'not a safe integer');
+  t.is(loadConfig({ PORT: '0' }).http.port, 0, 'port 0: any free port');
+  t.is(loadConfig({ PORT: '65535' }).http.port, 65_535);
+  t.is(errorFor({ PORT: '65536' }), 'PORT="65536" is not allowed: a whole number from 0 to 65535');
+  t.is(loadConfig({ SESSION_MAX_ENTRIES: '1' }).session.maxEntries, 1);
+  t.is(loadConfig({ SESSION_MAX_ENTRIES: '100000000' }).session.maxEntries, 100_000_000);
+  t.is(errorFor({ SESSION_MAX_ENTRIES: '100000001' }), 'SESSION_MAX_ENTRIES="100000001" is not allowed: a whole number from 1 to 100000000');
+  t.is(errorFor({ SESSION_MAX_ENTRIES: '0' }), 'SESSION_MAX_ENTRIES="0" is not allowed: a whole number from 1 to 100000000');
+});
+
+test('booleans: true/1/yes and false/0/no in any case, whole values only', (t) => {
+  const read = (value: string) => readBoolean({ B: value }, 'B', false);
+  for (const value of ['true', 'TRUE', 'True', '1', 'yes', 'YES', ' yes ']) t.true(read(value), value);
+  for (const value of ['false', 'FALSE', '0', 'no', 'No']) t.false(readBoolean({ B: value }, 'B', true), value);
+  for (const bad of ['truee', 'atrue', 'yes please', 'nope', '01', '10', 'on', 'off', 'y', 'n']) {
+    t.throws(() => read(bad), { message: `B=${JSON.stringify(bad)} is not allowed: true or false (yes/no and 1/0 also work)` }, bad);
+  }
+  t.true(loadConfig({ TRUST_PROXY: 'yes' }).http.trustProxy);
+  t.false(loadConfig({}).http.trustProxy);
+});
+
+test('choices: in any case, returned as listed; the error lists them all', (t) => {
+  t.is(readChoice({ C: 'REDIS' }, 'C', 'memory', ['memory', 'redis'] as const), 'redis');
+  t.is(readChoice({ C: ' Memory ' }, 'C', 'redis', ['memory', 'redis'] as const), 'memory');
+  t.throws(() => readChoice({ C: 'mem' }, 'C', 'memory', ['memory', 'redis'] as const), { message: 'C="mem" is not allowed: one of memory, redis' });
+  t.is(errorFor({ LOG_FORMAT: 'xml' }), 'LOG_FORMAT="xml" is not allowed: one of auto, json, pretty');
+  t.is(loadConfig({ LOG_FORMAT: 'JSON', LOG_LEVEL: 'Silent' }).log.format, 'json');
+  t.is(loadConfig({ LOG_LEVEL: 'Silent' }).log.level, 'silent');
+  t.deepEqual(loadConfig({}).log, { level: 'info', format: 'auto' });
+});
+
+test('durations: every unit in any case, 0 only where allowed, at most 365 days', (t) => {
+  const read = (value: string, allowZero = false) => readDuration({ D: value }, 'D', 1, { allowZero });
+  t.is(read('1'), 1);
+  t.is(read('1ms'), 1);
+  t.is(read('1MS'), 1);
+  t.is(read('3s'), 3_000);
+  t.is(read('3S'), 3_000);
+  t.is(read('2m'), 120_000);
+  t.is(read('2H'), 7_200_000);
+  t.is(read('2d'), 172_800_000);
+  t.is(read('365d'), 31_536_000_000);
+  t.is(read('31536000000'), 31_536_000_000);
+  t.is(read('0', true), 0);
+  t.is(read('0s', true), 0);
+  const help = (minimum: string) =>
+    `a duration of at least ${minimum} and at most 365d: milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)`;
+  for (const bad of ['0', '0ms', '366d', '31536000001', '8761h', '1.5s', '1 s', 's', '-1', '1w', '1sec', 'x1s', '1s1']) {
+    t.throws(() => read(bad), { message: `D=${JSON.stringify(bad)} is not allowed: ${help('1 ms')}` }, bad);
+  }
+  t.throws(() => read('366d', true), { message: `D="366d" is not allowed: ${help('0')}` });
+  t.throws(() => read('-1', true), { message: `D="-1" is not allowed: ${help('0')}` });
+  t.throws(() => readDuration({ D: '0' }, 'D', 5), { message: /at least 1 ms/ }, 'no options: 0 refused');
+});
+
+test('every default, in one place', (t) => {
+  const config = loadConfig({});
+  t.deepEqual(config.http, {
+    host: '127.0.0.1',
+    port: 8199,
+    trustProxy: false,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 5_000,
+    shutdownDrainMs: 0,
+    shutdownTimeoutMs: 9_000,
+  });
+  t.deepEqual(config.log, { level: 'info', format: 'auto' });
+  t.like(config.session, { store: 'memory', maxAgeMs: 60_000, maxLifetimeMs: null, maxEntries: 100_000, keysAreEphemeral: true });
+  t.deepEqual(config.session.cookie, { name: 'sid', secure: 'auto', sameSite: 'lax' });
+  t.is(config.redis, null);
+  t.false(config.production);
+  t.deepEqual(config.warnings, [], 'no key given is not a short key');
+  const set = loadConfig({
+    HOST: '0.0.0.0',
+    HTTP_HEADERS_TIMEOUT: '1s',
+    HTTP_REQUEST_TIMEOUT: '2s',
+    HTTP_KEEP_ALIVE_TIMEOUT: '3s',
+    SHUTDOWN_DRAIN: '4s',
+    SHUTDOWN_TIMEOUT: '5s',
+    SESSION_MAX_LIFETIME: '1h',
+  });
+  t.like(set.http, {
+    host: '0.0.0.0',
+    headersTimeoutMs: 1_000,
+    requestTimeoutMs: 2_000,
+    keepAliveTimeoutMs: 3_000,
+    shutdownDrainMs: 4_000,
+    shutdownTimeoutMs: 5_000,
+  });
+  t.is(set.session.maxLifetimeMs, 3_600_000);
+});
+
+test('the config is frozen all the way down, warnings and keys included', (t) => {
+  const config = loadConfig({ SESSION_KEYS: 'short,other', SESSION_STORE: 'redis' });
+  for (const part of [config, config.http, config.log, config.session, config.session.cookie, config.session.keys, config.warnings, config.redis]) {
+    t.true(Object.isFrozen(part));
+  }
+});
+
+test('production rules: NODE_ENV trimmed, development and test exactly; a 5 s drain by default', (t) => {
+  t.false(loadConfig({ NODE_ENV: ' test ' }).production);
+  t.false(loadConfig({ NODE_ENV: '  ' }).production, 'blank is unset');
+  t.true(loadConfig({ NODE_ENV: 'Test', SESSION_KEYS: KEY }).production, 'only the exact names mean development');
+  t.true(loadConfig({ NODE_ENV: 'developments', SESSION_KEYS: KEY }).production);
+  t.is(loadConfig({ NODE_ENV: 'production', SESSION_KEYS: KEY }).http.shutdownDrainMs, 5_000);
+  t.is(loadConfig({ NODE_ENV: 'production', SESSION_KEYS: KEY, SHUTDOWN_DRAIN: '0' }).http.shutdownDrainMs, 0);
+});
+
+test('SESSION_KEYS: split on commas and trimmed; 32 characters is long enough; errors describe the keys, never show them', (t) => {
+  const random = loadConfig({});
+  t.is(random.session.keys.length, 1);
+  t.regex(random.session.keys[0], /^[A-Za-z0-9_-]{43}$/, '32 random bytes, base64url');
+  t.not(loadConfig({}).session.keys[0], random.session.keys[0], 'a new one each time');
+  t.deepEqual(loadConfig({ SESSION_KEYS: ` ${KEY} , second ` }).session.keys, [KEY, 'second']);
+  t.false(loadConfig({ SESSION_KEYS: KEY }).session.keysAreEphemeral);
+
+  const production = { NODE_ENV: 'production' };
+  t.deepEqual(loadConfig({ ...production, SESSION_KEYS: KEY }).session.keys, [KEY], 'exactly 32 is enough');
+  t.deepEqual(loadConfig({ ...production, SESSION_KEYS: KEY }).warnings, []);
+  t.is(
+    errorFor({ ...production, SESSION_KEYS: '' }),
+    'SESSION_KEYS="" is not allowed: required when NODE_ENV=production: comma-separated keys of at least 32 characters',
+  );
+  t.is(
+    errorFor({ ...production, SESSION_KEYS: `${KEY},${'s'.repeat(31)}` }),
+    'SESSION_KEYS="<2 key(s) of 32, 31 characters>" is not allowed: every key at least 32 characters in production (NODE_ENV=production)',
+  );
+  t.is(errorFor({ SESSION_KEYS: `${KEY}, ,x` }), 'SESSION_KEYS="<3 key(s) of 32, 0, 1 characters>" is not allowed: comma-separated keys, none of them empty');
+  t.is(errorFor({ SESSION_KEYS: ',' }), 'SESSION_KEYS="<2 key(s) of 0, 0 characters>" is not allowed: comma-separated keys, none of them empty');
+
+  const short = 'x'.repeat(31);
+  t.deepEqual(loadConfig({ SESSION_KEYS: `${KEY},${short}` }).warnings, [
+    'SESSION_KEYS has a key shorter than 32 characters: fine for development, refused in production',
+  ]);
+  t.deepEqual(loadConfig({ SESSION_KEYS: short }, ['from .env']).warnings, [
+    'from .env',
+    'SESSION_KEYS has a key shorter than 32 characters: fine for development, refused in production',
+  ]);
+  t.deepEqual(loadConfig({ SESSION_KEYS: KEY }, ['from .env']).warnings, ['from .env'], 'earlier warnings lead, and stay');
+});
+
+test('cookie names: any RFC 6265 token; the __Host- and __Secure- prefixes in any case need Secure', (t) => {
+  const name = "a!#$%&'*+-.^_`|~Z9";
+  t.is(loadConfig({ SESSION_COOKIE_NAME: name }).session.cookie.name, name);
+  for (const bad of ['a b', 'a=b', 'a;b', 'a,b', 'a"b', 'a/b', 'a(b)', 'a:b', 'sé']) {
+    t.is(
+      errorFor({ SESSION_COOKIE_NAME: bad }),
+      `SESSION_COOKIE_NAME=${JSON.stringify(bad)} is not allowed: a cookie name: letters, digits and !#$%&'*+-.^_\`|~`,
+      bad,
+    );
+  }
+  t.is(
+    errorFor({ SESSION_COOKIE_NAME: '__SECURE-id' }),
+    'SESSION_COOKIE_NAME="__SECURE-id" is not allowed: a name starting with __Secure- only together with SESSION_COOKIE_SECURE=true (browsers drop it otherwise)',
+  );
+  t.is(
+    errorFor({ SESSION_COOKIE_NAME: '__host-id', SESSION_COOKIE_SECURE: 'false' }),
+    'SESSION_COOKIE_NAME="__host-id" is not allowed: a name starting with __Host- only together with SESSION_COOKIE_SECURE=true (browsers drop it otherwise)',
+  );
+  t.is(loadConfig({ SESSION_COOKIE_NAME: '__host-id', SESSION_COOKIE_SECURE: 'TRUE' }).session.cookie.name, '__host-id');
+  t.is(loadConfig({ SESSION_COOKIE_NAME: '_Host-id' }).session.cookie.name, '_Host-id', 'not the prefix');
+  t.is(loadConfig({ SESSION_COOKIE_NAME: 'x__Host-id' }).session.cookie.name, 'x__Host-id', 'a prefix only at the start');
+  t.is(loadConfig({ SESSION_COOKIE_SECURE: 'false' }).session.cookie.name, 'sid');
+  t.is(loadConfig({ SESSION_COOKIE_SECURE: 'auto' }).session.cookie.name, 'sid');
+});
+
+test('SameSite: lax by default, strict and none by name; none only with Secure', (t) => {
+  t.is(loadConfig({ SESSION_COOKIE_SAMESITE: 'Strict' }).session.cookie.sameSite, 'strict');
+  t.deepEqual(loadConfig({ SESSION_COOKIE_SAMESITE: 'none', SESSION_COOKIE_SECURE: 'true' }).session.cookie, {
+    name: '__Host-sid',
+    secure: 'true',
+    sameSite: 'none',
+  });
+  for (const secure of ['auto', 'false']) {
+    t.is(
+      errorFor({ SESSION_COOKIE_SAMESITE: 'NONE', SESSION_COOKIE_SECURE: secure }),
+      'SESSION_COOKIE_SAMESITE="none" is not allowed: none only together with SESSION_COOKIE_SECURE=true',
+    );
+  }
+});
+
+test('Redis settings: defaults, URL forms accepted and refused, password never shown', (t) => {
+  t.deepEqual(loadConfig({ SESSION_STORE: 'redis' }).redis, {
+    url: 'redis://127.0.0.1:6379',
+    keyPrefix: 'sess:',
+    connectTimeoutMs: 5_000,
+    commandTimeoutMs: 1_000,
+  });
+  t.like(loadConfig({ SESSION_STORE: 'redis', REDIS_KEY_PREFIX: 'app:', REDIS_CONNECT_TIMEOUT: '2s', REDIS_COMMAND_TIMEOUT: '250ms' }).redis, {
+    keyPrefix: 'app:',
+    connectTimeoutMs: 2_000,
+    commandTimeoutMs: 250,
+  });
+  for (const url of ['redis://cache', 'rediss://user:pw@cache:6380', 'redis://cache/', 'redis://cache:6379/15', 'REDIS://cache/0']) {
+    t.is(loadConfig({ SESSION_STORE: 'redis', REDIS_URL: url }).redis?.url, url, url);
+  }
+  const allowed = 'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS';
+  for (const [url, shown] of [
+    ['redis://cache/db', 'redis://cache/db'],
+    ['redis://cache/1/2', 'redis://cache/1/2'],
+    ['redis:///0', 'redis:///0'],
+    ['redis:cache', 'redis:cache'],
+    ['cache:6379', 'cache:6379'],
+    ['https://u:secret@cache', 'https://u:***@cache'],
+    ['no url at all', 'no url at all'],
+  ]) {
+    t.is(errorFor({ SESSION_STORE: 'redis', REDIS_URL: url }), `REDIS_URL=${JSON.stringify(shown)} is not allowed: ${allowed}`, url);
+  }
+  t.is(errorFor({ SESSION_STORE: 'redis', REDIS_COMMAND_TIMEOUT: '0' }).split(':')[0], 'REDIS_COMMAND_TIMEOUT="0" is not allowed');
+  t.is(errorFor({ SESSION_STORE: 'redis', REDIS_CONNECT_TIMEOUT: '0' }).split(':')[0], 'REDIS_CONNECT_TIMEOUT="0" is not allowed');
+});
+
+test('redactUrl hides the password only', (t) => {
+  t.is(redactUrl('redis://user:hunter2@cache:6379/1'), 'redis://user:***@cache:6379/1');
+  t.is(redactUrl('redis://:hunter2@cache'), 'redis://:***@cache');
+  t.is(redactUrl('redis://user@cache'), 'redis://user@cache');
+  t.is(redactUrl('redis://cache:6379'), 'redis://cache:6379');
+  t.is(redactUrl('redis://cache:6379/a:b@c'), 'redis://cache:6379/a:b@c', 'not a password past the host');
+});
+
+test('timeouts that contradict each other: the message shows what the operator wrote, or the default', (t) => {
+  t.is(loadConfig({ HTTP_HEADERS_TIMEOUT: '30s' }).http.requestTimeoutMs, 30_000, 'equal is fine');
+  t.is(errorFor({ HTTP_HEADERS_TIMEOUT: '30001' }), 'HTTP_REQUEST_TIMEOUT="30000ms, the default" is not allowed: at least HTTP_HEADERS_TIMEOUT (30001)');
+  t.is(errorFor({ HTTP_REQUEST_TIMEOUT: ' 9s ' }), 'HTTP_REQUEST_TIMEOUT="9s" is not allowed: at least HTTP_HEADERS_TIMEOUT (10000ms, the default)');
+  t.is(loadConfig({ SHUTDOWN_DRAIN: '8999' }).http.shutdownDrainMs, 8_999, 'just under the timeout');
+  t.is(errorFor({ SHUTDOWN_DRAIN: '9s' }), 'SHUTDOWN_DRAIN="9s" is not allowed: less than SHUTDOWN_TIMEOUT (9000ms, the default)');
+  t.is(errorFor({ NODE_ENV: 'production', SHUTDOWN_TIMEOUT: '5s' }), 'SHUTDOWN_DRAIN="5000ms, the default" is not allowed: less than SHUTDOWN_TIMEOUT (5s)');
+  t.is(errorFor({ SHUTDOWN_DRAIN: '10s', SHUTDOWN_TIMEOUT: '11s', HTTP_HEADERS_TIMEOUT: '1m' }).split('=')[0], 'HTTP_REQUEST_TIMEOUT', 'in order');
+});
+
+test('the .env check: comments, blanks, export, CRLF, quoted values over several lines', (t) => {
+  const text = [
+    '  # indented comment',
+    '   ',
+    'export PORT=1',
+    '  HOST = 0.0.0.0',
+    'LOG_LEVEL="multi',
+    'line NOT A SETTING',
+    'value"  ',
+    'BAD LINE',
+    'SESSION_KEYS="one line"',
+    'ANOTHER BAD',
+  ].join('\r\n');
+  t.deepEqual(checkEnvFile(text, SETTING_NAMES, 'my.env'), [
+    'my.env line 8 is not NAME=value and is ignored: "BAD LINE"',
+    'my.env line 10 is not NAME=value and is ignored: "ANOTHER BAD"',
+  ]);
+  t.deepEqual(
+    checkEnvFile(`${'  x'.repeat(40)}  `, SETTING_NAMES),
+    [`.env line 1 is not NAME=value and is ignored: "x${'  x'.repeat(19)}  "`],
+    'trimmed, 60 characters',
+  );
+  t.deepEqual(checkEnvFile('1PORT=1\n=1\nexportPORT=1\n#PORT 1', SETTING_NAMES), [
+    '.env line 1 is not NAME=value and is ignored: "1PORT=1"',
+    '.env line 2 is not NAME=value and is ignored: "=1"',
+  ]);
+});
+
+test('the .env check: unknown names get the closest setting within two edits, or a hint for our prefixes', (t) => {
+  const names = ['SESSION_STORE', 'SESSION_STOKE_X', 'PORT'];
+  t.deepEqual(checkEnvFile('PORT=1', names), [], 'known');
+  t.deepEqual(checkEnvFile('port=1', names), ['.env line 1: port is not a setting of this app; did you mean PORT?'], 'case aside');
+  t.deepEqual(checkEnvFile('POT=1', names), ['.env line 1: POT is not a setting of this app; did you mean PORT?'], 'one deletion');
+  t.deepEqual(checkEnvFile('PORTTT=1', names), ['.env line 1: PORTTT is not a setting of this app; did you mean PORT?'], 'two insertions');
+  t.deepEqual(checkEnvFile('PXRY=1', names), ['.env line 1: PXRY is not a setting of this app; did you mean PORT?'], 'two substitutions');
+  t.deepEqual(checkEnvFile('PORTTTT=1', names), [], 'three edits: not a typo of ours');
+  t.deepEqual(checkEnvFile('SESSION_STOKE=1', names), ['.env line 1: SESSION_STOKE is not a setting of this app; did you mean SESSION_STORE?'], 'the closest');
+  t.deepEqual(checkEnvFile('SESSION_STOKE_=1', names), ['.env line 1: SESSION_STOKE_ is not a setting of this app; did you mean SESSION_STOKE_X?']);
+  const ours = ['SESSION_COLOR', 'REDIS_DB', 'HTTP_PORT_NUMBER', 'LOG_FILE', 'SHUTDOWN_GRACE'];
+  t.deepEqual(
+    checkEnvFile(ours.map((name) => `${name}=1`).join('\n'), SETTING_NAMES),
+    ours.map((name, index) => `.env line ${index + 1}: ${name} is not a setting of this app (see .env.example)`),
+  );
+  t.deepEqual(checkEnvFile('DATABASE_URL=x\nMY_SESSION_X=1\nsession_colour=1', SETTING_NAMES), [], 'not ours: no word');
+});
+
+test('readEnvironment: no file, no warnings; a file is loaded under the environment and checked', (t) => {
+  const missing = readEnvironment(SETTING_NAMES, join(tmpdir(), 'koa-session-test-no-such-file.env'));
+  t.is(missing.env, process.env);
+  t.deepEqual(missing.warnings, []);
+  const dir = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'test.env');
+  const name = `CONFIG_EDGES_${process.pid}`;
+  writeFileSync(file, `${name}=from-file\nSESION_STORE=redis\n`);
+  const read = readEnvironment([...SETTING_NAMES, name], file);
+  t.is(read.env, process.env);
+  t.is(process.env[name], 'from-file');
+  t.deepEqual(read.warnings, [`${file} line 2: SESION_STORE is not a setting of this app; did you mean SESSION_STORE?`]);
+});
