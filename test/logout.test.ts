@@ -14,7 +14,7 @@ import type { SessionMiddleware } from '../app/session/middleware.ts';
 import { appForTest, type RunningApp } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { GatedStore } from './helpers/gated-store.ts';
-import { deleteKeysWithPrefix, inspector, keysWithPrefix, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import { deleteKeysWithPrefix, inspector, keysWithPrefix, PATIENT_REDIS, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
 
 const test = anyTest as TestFn;
 
@@ -53,7 +53,7 @@ const STORES: Array<{ name: string; test: TestFn; env(): Record<string, string>;
   {
     name: 'redis',
     test: redisTest(test),
-    env: () => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix() }),
+    env: () => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix(), ...PATIENT_REDIS }),
     async count(_app, env) {
       const client = await inspector();
       try {

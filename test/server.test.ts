@@ -226,8 +226,10 @@ test('connections that never sent a whole request do not hold the exit past the 
   const signalled = Date.now();
   server.child.kill('SIGTERM');
   const exit = await exitOf(server, signalled);
-  t.is(exit.code, 0);
-  t.true(exit.afterMs < timeoutMs, `before the deadline (${exit.afterMs} ms)`);
+  // Exit 0 is what says "before the deadline": at the deadline the process exits 1 with an error line.
+  // (Timed here, from the signal to the exit this process sees, a loaded machine adds seconds.)
+  t.is(exit.code, 0, `before the deadline, so not by it (exit after ${exit.afterMs} ms): ${server.stdout().slice(-300)}`);
+  t.false(/shutdown deadline passed/.test(server.stdout()));
   t.is(silent.received(), '');
   t.is(halfway.received(), '');
 });

@@ -3,14 +3,15 @@
  * REDIS_URL is set. Real time here (Redis keeps its own clock), with short lifetimes: every wait stays
  * at least 0.2 TTL away from an expiry edge. A check that an id is gone only ever comes later than
  * planned on a loaded machine, which keeps it true; a check that an id is still alive can come too late
- * (a stall of a second or more, seen beside a second `npm test`), so those cases time themselves (see
- * LifetimeWatch) and run again when a stall made the check inconclusive.
+ * (a stall of a second or more, seen beside a second `npm test`), so those cases time themselves and
+ * run again when a stall made the check inconclusive (test/helpers/timing.ts).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { MemoryStore } from '../app/stores/memory.ts';
 import type { SessionStore } from '../app/stores/store.ts';
 import { openTestRedisStore, redisTest } from './helpers/redis.ts';
+import { type LifetimeWatch, untilConclusive } from './helpers/timing.ts';
 
 const test = anyTest as TestFn;
 /** The short idle lifetime most cases use. */
@@ -43,29 +44,6 @@ const STORES: StoreUnderTest[] = [
   },
 ];
 
-/**
- * The time an "it is still alive" check relies on: from just before the call that started (or renewed)
- * the lifetime to the check's answer. When that is not under the lifetime, the check proved nothing
- * either way: the attempt is inconclusive.
- */
-class LifetimeWatch {
-  stalled: string | undefined;
-  #since = 0;
-
-  /** Just before the call that starts or renews the lifetime the next check relies on. */
-  start(at = performance.now()): void {
-    this.#since = at;
-  }
-
-  /** Just after the check answered. */
-  checked(lifetimeMs: number, what: string): void {
-    const elapsed = performance.now() - this.#since;
-    if (elapsed >= lifetimeMs) this.stalled ??= `${what} answered ${Math.round(elapsed)} ms after its lifetime began (${lifetimeMs} ms)`;
-  }
-}
-
-const ATTEMPTS = 3;
-
 for (const { name, test: storeTest, open } of STORES) {
   const contract = (title: string, body: (t: ExecutionContext, store: SessionStore) => Promise<void>) =>
     storeTest(`${name} store: ${title}`, async (t) => {
@@ -75,30 +53,20 @@ for (const { name, test: storeTest, open } of STORES) {
     });
 
   /**
-   * A case with an "it is still alive" check: each attempt on a fresh store; an attempt the watch
-   * calls inconclusive is discarded and the case runs again (at most ATTEMPTS times; the last attempt
-   * counts whatever happened). A store that drops an id early fails every attempt that was on time.
+   * A case with an "it is still alive" check (see test/helpers/timing.ts): each attempt on a fresh
+   * store; one that a stall made inconclusive runs again.
    */
   const timedContract = (title: string, body: (t: ExecutionContext, store: SessionStore, watch: LifetimeWatch) => Promise<void>) =>
-    storeTest(`${name} store: ${title}`, async (t) => {
-      for (let attempt = 1; ; attempt++) {
-        const watch = new LifetimeWatch();
-        const result = await t.try(async (tt) => {
-          const { store, cleanUp } = await open();
-          try {
-            await body(tt, store, watch);
-          } finally {
-            await cleanUp();
-          }
-        });
-        if (watch.stalled === undefined || attempt === ATTEMPTS) {
-          result.commit();
-          return;
+    storeTest(`${name} store: ${title}`, (t) =>
+      untilConclusive(t, async (tt, watch) => {
+        const { store, cleanUp } = await open();
+        try {
+          await body(tt, store, watch);
+        } finally {
+          await cleanUp();
         }
-        t.log(`attempt ${attempt} inconclusive: ${watch.stalled}; running it again`);
-        result.discard();
-      }
-    });
+      }),
+    );
 
   contract('an unknown id is undefined, including object-property names', async (t, store) => {
     for (const id of ['never-set', '__proto__', 'constructor', 'toString', 'hasOwnProperty']) t.is(await store.get(id, TTL), undefined, id);

@@ -8,7 +8,7 @@ import { nanoid } from 'nanoid';
 import { CookieSigner } from '../app/session/signed-cookie.ts';
 import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
-import { deleteKeysWithPrefix, inspector, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import { deleteKeysWithPrefix, inspector, PATIENT_REDIS, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
 
 const test = anyTest as TestFn;
 const signer = new CookieSigner('sid', [TEST_KEY]);
@@ -39,7 +39,7 @@ const STORES = [
   {
     name: 'redis',
     test: redisTest(test),
-    env: (): Record<string, string> => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix() }),
+    env: (): Record<string, string> => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix(), ...PATIENT_REDIS }),
   },
 ];
 

@@ -8,8 +8,20 @@
 //   fired (installing its signal handlers): a test that sends SIGTERM on this report gets the shutdown.
 // - whether SIGTERM and SIGINT are handled at the moment the server writes its "listening on" line
 //   to standard output: `{"announced":true,"handlers":{"SIGTERM":1,"SIGINT":1}}` (test/server.test.ts).
+//
+// And it ends the process, removing its temp working folder, if the test process that started it
+// dies first (ava kills a worker that overruns its timeout, and then the worker's own clean-up never
+// runs): the server is re-parented, and nothing would ever stop it.
 import { subscribe } from 'node:diagnostics_channel';
 import fs from 'node:fs';
+import { basename } from 'node:path';
+
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid === parent) return;
+  if (basename(process.cwd()).startsWith('koa-session-test-')) fs.rmSync(process.cwd(), { recursive: true, force: true });
+  process.kill(process.pid, 'SIGKILL');
+}, 500).unref();
 
 const REPORT_FD = 3;
 
