@@ -250,6 +250,21 @@ test('a store left open does not keep the process alive; a sweep asked for does,
   t.deepEqual(swept, { code: 0, stdout: 'swept to 0\n' }, 'the awaited pass ran to its end (exit 13 would mean it was dropped)');
 });
 
+test('a sweep asked for while the timer pass runs joins that pass and holds the process until it ends', async (t) => {
+  const joined = await runScript(`
+    const clock = { now: 0 };
+    const store = new MemoryStore({ maxEntries: 5_000, sweepBatchSize: 1, sweepIntervalMs: 1, now: () => clock.now });
+    for (let i = 0; i < 2_000; i++) await store.create('k' + i, 'v', 1);
+    clock.now = 10;
+    // Wait (holding the loop with a timer of our own) until the timer's pass has reclaimed its first entries.
+    while (store.size === 2_000) await new Promise((resolve) => setTimeout(resolve, 5));
+    const under_way = store.size > 0;
+    await store.sweep();
+    console.log(under_way ? 'joined, swept to ' + store.size : 'the timer pass had already ended');
+  `);
+  t.deepEqual(joined, { code: 0, stdout: 'joined, swept to 0\n' }, 'exit 13 would mean the joined pass did not hold the process');
+});
+
 test('StoreUnavailableError: its name, message and cause', (t) => {
   const cause = new Error('ECONNREFUSED');
   const error = new StoreUnavailableError('redis is not connected', { cause });

@@ -322,6 +322,10 @@ interface Tally {
   failures: string[];
 }
 
+function newTally(): Tally {
+  return { answered: 0, answeredWithClose: 0, onReusedConnection: 0, keptAliveDuringShutdown: 0, lastAnswerSaidClose: 0, refused: 0, failures: [] };
+}
+
 interface Answer {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
@@ -383,15 +387,7 @@ async function keepAliveClient(url: string, tally: Tally, shutdownSeen: () => bo
 test('measured: 8 keep-alive clients sending back to back through a SIGTERM see no reset, hang-up or unanswered request', async (t) => {
   const drainMs = 1_000;
   const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: `${drainMs}ms`, SHUTDOWN_TIMEOUT: '15s' });
-  const tally: Tally = {
-    answered: 0,
-    answeredWithClose: 0,
-    onReusedConnection: 0,
-    keptAliveDuringShutdown: 0,
-    lastAnswerSaidClose: 0,
-    refused: 0,
-    failures: [],
-  };
+  const tally = newTally();
   let exited = false;
   void server.exited.then(() => (exited = true));
   const started = Date.now();
@@ -468,15 +464,7 @@ async function fetchClient(url: string, tally: Tally, stop: () => boolean, maxRe
 test('measured: 8 fetch clients sending back to back through a SIGTERM with the default drain see no reset either', async (t) => {
   // The production defaults (5 s drain within 9 s), as a container runs them.
   const server = await startServer(t, { SESSION_KEYS: TEST_KEY, NODE_ENV: 'production', SHUTDOWN_DRAIN: '5s', SHUTDOWN_TIMEOUT: '9s' });
-  const tally: Tally = {
-    answered: 0,
-    answeredWithClose: 0,
-    onReusedConnection: 0,
-    keptAliveDuringShutdown: 0,
-    lastAnswerSaidClose: 0,
-    refused: 0,
-    failures: [],
-  };
+  const tally = newTally();
   let exited = false;
   void server.exited.then(() => (exited = true));
   const started = Date.now();

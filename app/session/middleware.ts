@@ -50,6 +50,15 @@ export function createSessionMiddleware(app: Koa, { config, store, logger }: Ses
     ctx.cookies.set(name, signer.encode(id, issuedAt), cookieOptions);
   }
 
+  function clearCookie(ctx: Context): void {
+    ctx.cookies.set(name, '', { ...cookieOptions, expires: new Date(0) });
+  }
+
+  /** Whether a cookie issued at `issuedAt` is past SESSION_MAX_LIFETIME (refused from that very ms). */
+  function pastLifetime(issuedAt: number): boolean {
+    return config.maxLifetimeMs !== null && Date.now() - issuedAt >= config.maxLifetimeMs;
+  }
+
   const externalKey = {
     /** The session id from a valid cookie, or '' to make koa-session start a new session. */
     get(ctx: Context): string {
@@ -58,12 +67,12 @@ export function createSessionMiddleware(app: Koa, { config, store, logger }: Ses
       state.carriedCookie = value !== undefined;
       const cookie = signer.decode(value);
       if (cookie === undefined) return '';
-      if (config.maxLifetimeMs !== null && Date.now() - cookie.issuedAt >= config.maxLifetimeMs) {
+      if (pastLifetime(cookie.issuedAt)) {
         // Past the absolute lifetime: refused even while in use. Its data goes (the store's TTL was
         // capped to this moment anyway) and the browser is told to drop the cookie, so it does not
         // cost a lookup on every later request. A new session saved by this request replaces it.
         store.destroy(cookie.id).catch(() => {}); // an outage here only leaves a key that expires by itself
-        ctx.cookies.set(name, '', { ...cookieOptions, expires: new Date(0) });
+        clearCookie(ctx);
         return '';
       }
       state.cookie = cookie;
@@ -74,9 +83,9 @@ export function createSessionMiddleware(app: Koa, { config, store, logger }: Ses
     set(ctx: Context, id: string): void {
       const state = requestSessionOf(ctx);
       if (state.ended) return; // nothing was written: no cookie for it
-      const previous = state.cookie;
-      if (previous?.id === id && previous.keyIndex === 0) return;
-      writeCookie(ctx, id, previous?.id === id ? previous.issuedAt : state.issuedAt(id));
+      const carried = state.cookie;
+      if (carried?.id === id && carried.keyIndex === 0) return;
+      writeCookie(ctx, id, state.issuedAt(id)); // the carried cookie's issue time for its own id
     },
   };
 
@@ -104,10 +113,10 @@ export function createSessionMiddleware(app: Koa, { config, store, logger }: Ses
     if (secure === 'true') ctx.cookies.secure = true;
     const state = startRequestSession(ctx);
     await session(ctx, next);
-    if (state.cookie !== undefined && config.maxLifetimeMs !== null && Date.now() >= state.cookie.issuedAt + config.maxLifetimeMs && !sendsCookie(ctx, name)) {
+    if (state.cookie !== undefined && pastLifetime(state.cookie.issuedAt) && !sendsCookie(ctx, name)) {
       // The absolute lifetime ended while this request ran (its cookie was still good when it came
       // in, its store entry gone by the time it was read): clear the cookie now, as if refused.
-      ctx.cookies.set(name, '', { ...cookieOptions, expires: new Date(0) });
+      clearCookie(ctx);
     }
     if (state.ended || (state.destroyed && !state.carriedCookie)) {
       // Another request ended this session first: this response sends no cookie at all (a clearing

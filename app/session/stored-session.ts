@@ -16,7 +16,7 @@
  * when a request saves twice (regenerate() and then a change, the usual login), and read it back.
  */
 
-/** What koa-session stores: the session's fields plus its own bookkeeping (`_session`, `_expire`, `_maxAge`). */
+/** A session as koa-session hands it to the store (its fields plus koa-session's bookkeeping keys) and as read back. */
 export type StoredSession = Record<string, unknown>;
 
 /** Names that would collide with koa-session's Session object (its methods and accessors) or with Object itself. */
@@ -123,6 +123,8 @@ function hasForbiddenKey(root: unknown): boolean {
 /**
  * The text for a session koa-session hands over for saving. Refuses what decodeStoredSession would
  * discard, so a handler that uses a reserved name fails loudly here instead of losing the session later.
+ * `session` is the fresh copy koa-session's toJSON() made for this save, so its expiry keys are deleted
+ * in place rather than copied again.
  */
 export function encodeStoredSession(session: StoredSession): string {
   for (const key of EXPIRY_KEYS) delete session[key];

@@ -322,7 +322,12 @@ export class MemoryStore implements SessionStore {
 
   #startSweep(keepAlive: boolean): Promise<void> {
     if (this.#sweep) {
-      this.#sweep.keepAlive ||= keepAlive;
+      if (keepAlive && !this.#sweep.keepAlive) {
+        // sweep() joins a pass the timer started: from now on its steps hold the process, so the
+        // promise it returns settles (the step already scheduled was unref'd).
+        this.#sweep.keepAlive = true;
+        this.#sweepStep?.ref();
+      }
       return this.#sweep.done;
     }
     let finish!: () => void;
