@@ -1,6 +1,10 @@
 /**
  * The benchmark's baselines, served like app/server.ts with the same three routes:
  *   bare         Koa and @koa/router, no sessions: what the routes cost without them;
+ *   floor        the cheapest setup koa-session allows: an unsigned id cookie read by externalKey, a
+ *                bare Map holding koa-session's own objects (no copies, no bound, no expiry, no
+ *                signature). Unsafe (a client chooses its session id, memory grows without end): a
+ *                yardstick for what koa-session itself costs, never a setup to use;
  *   koa-session  koa-session's defaults (Keygrip-signed `name` + `name.sig` cookies) with a plain Map
  *                store: what the usual setup costs, for reference.
  */
@@ -8,7 +12,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
-import Koa, { type Middleware } from 'koa';
+import Koa, { type Context, type Middleware } from 'koa';
 import createSession from 'koa-session';
 
 const kind = process.argv[2];
@@ -23,25 +27,38 @@ if (kind === 'koa-session') {
     destroy: async (id: string) => void sessions.delete(id),
   };
   session = createSession({ store } as Parameters<typeof createSession>[0], app);
+} else if (kind === 'floor') {
+  const sessions = new Map<string, unknown>();
+  const store = {
+    get: async (id: string) => sessions.get(id),
+    set: async (id: string, value: unknown) => void sessions.set(id, value),
+    destroy: async (id: string) => void sessions.delete(id),
+  };
+  const externalKey = {
+    get: (ctx: Context) => ctx.cookies.get('sid') ?? '',
+    set: (ctx: Context, id: string) => void ctx.cookies.set('sid', id, { signed: false }),
+  };
+  session = createSession({ key: 'sid', signed: false, store, externalKey } as Parameters<typeof createSession>[0], app);
 } else if (kind !== 'bare') {
-  throw new Error('usage: baseline-server.ts bare|koa-session');
+  throw new Error('usage: baseline-server.ts bare|floor|koa-session');
 }
 
 const router = new Router();
 router.all('/set', session, (ctx) => {
-  if (kind === 'koa-session') ctx.session.time = Math.floor(Date.now() / 1000);
+  if (kind !== 'bare') ctx.session.time = Math.floor(Date.now() / 1000);
   ctx.body = 'ok';
 });
 router.all('/get', session, (ctx) => {
-  ctx.body = kind === 'koa-session' ? ctx.session.toJSON() : {};
+  ctx.body = kind === 'bare' ? {} : ctx.session.toJSON();
 });
 router.all('/del', session, (ctx) => {
-  if (kind === 'koa-session') ctx.session = null;
+  if (kind !== 'bare') ctx.session = null;
   ctx.body = 'ok';
 });
 app.use(router.routes());
 
-const server = createServer(app.callback()).listen(0, '127.0.0.1');
+// PORT: for profiling one baseline by hand (see the README's "Benchmark"); the benchmark lets the system choose.
+const server = createServer(app.callback()).listen(Number(process.env.PORT ?? 0), '127.0.0.1');
 await once(server, 'listening');
 const { port } = server.address() as AddressInfo;
 process.stdout.write(`${JSON.stringify({ msg: 'listening', url: `http://127.0.0.1:${port}` })}\n`);

@@ -62,6 +62,8 @@ export interface SpawnOptions {
   /** Another server script (the benchmark's baselines) and its arguments; app/server.ts by default. */
   readonly script?: string;
   readonly args?: readonly string[];
+  /** Options for Node itself (the profiler's --cpu-prof: not allowed in NODE_OPTIONS). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** Runs app/server.ts (or options.script) as `npm start` does: Node's own type stripping, or tsx on Node 20. */
@@ -71,6 +73,7 @@ export function spawnServer(env: Record<string, string>, options: SpawnOptions =
   const child = spawn(
     process.execPath,
     [
+      ...(options.nodeArgs ?? []),
       '--disable-warning=ExperimentalWarning',
       '--import',
       LOAD_TYPESCRIPT,

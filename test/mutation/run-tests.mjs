@@ -80,7 +80,9 @@ for (const { files, match, redis } of runs) {
   if (todo.length === 0) continue;
   const result = spawnSync(
     process.execPath,
-    ['node_modules/ava/entrypoints/cli.mjs', '--fail-fast', ...match.flatMap((title) => ['--match', title]), ...todo],
+    // --timeout: a mutant that loops forever (a list walk that never ends) fails here after 20 s
+    // without a finished test, instead of holding a runner until Stryker's own, longer timeout.
+    ['node_modules/ava/entrypoints/cli.mjs', '--fail-fast', '--timeout=20s', ...match.flatMap((title) => ['--match', title]), ...todo],
     {
       stdio: 'inherit',
       env: { ...process.env, REDIS_URL: redis ? process.env.REDIS_URL || 'redis://127.0.0.1:6379/14' : '' },

@@ -1,0 +1,41 @@
+/**
+ * CPU time a process has used, read from outside it: what the benchmark divides by the requests served.
+ *
+ * Why CPU time rather than req/s: on a shared machine a neighbour can take the cores away for part of
+ * a round, which lowers req/s by any amount, but the work the server does per request stays the same.
+ * Interference only ever adds CPU time (cache misses, a colder branch predictor), it never removes any,
+ * so the least CPU time per request over many rounds is the least disturbed sample.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createClient } from 'redis';
+
+/** Clock ticks per second of /proc's utime and stime (100 on Linux, in practice). */
+const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * User + system CPU time of a process and all its threads (GC helpers included), in microseconds.
+ * Linux only (/proc/PID/stat, fields 14 and 15); resolution one tick (10 ms), so a load of a few
+ * seconds reads to about 1%.
+ */
+export function processCpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks / TICKS_PER_SECOND) * 1e6;
+}
+
+/** CPU time the Redis server has used (INFO cpu, microsecond resolution), for the Redis store's rows. */
+export async function redisCpuReader(url: string): Promise<{ read: () => Promise<number>; close: () => Promise<void> }> {
+  const client = createClient({ url });
+  await client.connect();
+  return {
+    async read() {
+      const info = await client.info('cpu');
+      const seconds = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+      return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+    },
+    close: async () => void (await client.quit()),
+  };
+}
