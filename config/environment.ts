@@ -22,7 +22,9 @@ export function readEnvironment(knownNames: readonly string[], envFile = '.env')
   return { env: process.env, warnings: checkEnvFile(readFileSync(envFile, 'utf8'), knownNames, envFile) };
 }
 
-const ASSIGNMENT = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=/;
+/** Node's reader strips `export ` with exactly one space; any other spacing makes another name (or none). */
+const ASSIGNMENT = /^\s*(?:export )?([A-Za-z_][A-Za-z0-9_]*)\s*=/;
+const ODDLY_SPACED_EXPORT = /^\s*export(?! \S)\s+[A-Za-z_]/;
 /** Our settings' families: an unknown name with one of these prefixes is most likely a typo. */
 const OUR_PREFIXES = ['SESSION_', 'REDIS_', 'HTTP_', 'LOG_', 'SHUTDOWN_'];
 
@@ -32,11 +34,16 @@ export function checkEnvFile(text: string, knownNames: readonly string[], fileNa
   let inQuotedValue = false;
   text.split(/\r?\n/).forEach((line, index) => {
     // A value in quotes may span lines (Node's reader allows it): skip its continuation lines.
+    // It ends at the first double quote, whatever follows on that line (as Node reads it).
     if (inQuotedValue) {
-      if (/"\s*$/.test(line)) inQuotedValue = false;
+      if (line.includes('"')) inQuotedValue = false;
       return;
     }
     if (line.trim() === '' || line.trimStart().startsWith('#')) return;
+    if (ODDLY_SPACED_EXPORT.test(line)) {
+      warnings.push(`${fileName} line ${index + 1}: write "export NAME=value" with a single space, or Node may read another name`);
+      return;
+    }
     const match = ASSIGNMENT.exec(line);
     if (match === null) {
       warnings.push(`${fileName} line ${index + 1} is not NAME=value and is ignored: ${JSON.stringify(line.trim().slice(0, 60))}`);

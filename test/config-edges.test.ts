@@ -3,9 +3,11 @@
  * operator reads it, the defaults of every setting, and the .env check line by line. (test/config.test.ts
  * checks the same errors through the real server's start-up, which is too slow for `npm run mutate`.)
  */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import test from 'ava';
 import { ConfigError, checkEnvFile, loadConfig, readEnvironment, redactUrl, SETTING_NAMES, StartupError } from '../config/index.ts';
 import { readBoolean, readChoice, readDuration, readInteger, readOptionalString, readString } from '../config/parsers.ts';
@@ -318,6 +320,20 @@ test('the .env check: comments, blanks, export, CRLF, quoted values over several
     '.env line 1 is not NAME=value and is ignored: "1PORT=1"',
     '.env line 2 is not NAME=value and is ignored: "=1"',
   ]);
+  t.deepEqual(
+    checkEnvFile('HOST = "multi\nline NOT A SETTING\nvalue"\nBAD LINE', SETTING_NAMES),
+    ['.env line 4 is not NAME=value and is ignored: "BAD LINE"'],
+    'a quoted value after spaces round the = spans lines too (as Node reads it)',
+  );
+  t.deepEqual(
+    checkEnvFile('LOG_LEVEL="multi\nline" # the end\nPROT=8200', SETTING_NAMES),
+    ['.env line 3: PROT is not a setting of this app; did you mean PORT?'],
+    'a quoted value ends at its closing quote even with a comment after it (as Node reads it)',
+  );
+  const oddExport = '.env line 1: write "export NAME=value" with a single space, or Node may read another name';
+  t.deepEqual(checkEnvFile('export\tPORT=8200', SETTING_NAMES), [oddExport], 'Node reads a variable named "export<tab>PORT"');
+  t.deepEqual(checkEnvFile('export  PORT=8200', SETTING_NAMES), [oddExport], 'Node 20 reads " PORT", Node 24 PORT');
+  t.deepEqual(checkEnvFile('export PORT=8200\n  export SESSION_STORE=memory', SETTING_NAMES), [], 'one space: as Node reads it');
 });
 
 test('the .env check: unknown names get the closest setting within two edits, or a hint for our prefixes', (t) => {
@@ -330,6 +346,8 @@ test('the .env check: unknown names get the closest setting within two edits, or
   t.deepEqual(checkEnvFile('PORTTTT=1', names), [], 'three edits: not a typo of ours');
   t.deepEqual(checkEnvFile('SESSION_STOKE=1', names), ['.env line 1: SESSION_STOKE is not a setting of this app; did you mean SESSION_STORE?'], 'the closest');
   t.deepEqual(checkEnvFile('SESSION_STOKE_=1', names), ['.env line 1: SESSION_STOKE_ is not a setting of this app; did you mean SESSION_STOKE_X?']);
+  t.deepEqual(checkEnvFile('POST=1', ['PORT', 'HOST']), ['.env line 1: POST is not a setting of this app; did you mean PORT?'], 'a tie: the first listed');
+  t.deepEqual(checkEnvFile('POST=1', ['HOST', 'PORT']), ['.env line 1: POST is not a setting of this app; did you mean HOST?'], 'a tie: the first listed');
   const ours = ['SESSION_COLOR', 'REDIS_DB', 'HTTP_PORT_NUMBER', 'LOG_FILE', 'SHUTDOWN_GRACE'];
   t.deepEqual(
     checkEnvFile(ours.map((name) => `${name}=1`).join('\n'), SETTING_NAMES),
@@ -351,4 +369,24 @@ test('readEnvironment: no file, no warnings; a file is loaded under the environm
   t.is(read.env, process.env);
   t.is(process.env[name], 'from-file');
   t.deepEqual(read.warnings, [`${file} line 2: SESION_STORE is not a setting of this app; did you mean SESSION_STORE?`]);
+});
+
+test('readEnvironment without a file name reads .env in the working directory', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, '.env'), 'PORT=8321\nPROT=1\n');
+  // A fresh process started in that directory (the module's own file, so a mutated copy in a sandbox too).
+  const environmentUrl = new URL('../config/environment.ts', import.meta.url).href;
+  const script = [
+    `import { readEnvironment } from ${JSON.stringify(environmentUrl)};`,
+    "const { warnings } = readEnvironment(['PORT']);",
+    'console.log(JSON.stringify({ port: process.env.PORT ?? null, warnings }));',
+  ].join('\n');
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'PORT'));
+  const { stdout } = await promisify(execFile)(process.execPath, [`--import=${import.meta.resolve('tsx')}`, '--input-type=module', '--eval', script], {
+    cwd: dir,
+    env,
+    timeout: 20_000,
+  });
+  t.deepEqual(JSON.parse(stdout), { port: '8321', warnings: ['.env line 2: PROT is not a setting of this app; did you mean PORT?'] });
 });

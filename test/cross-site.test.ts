@@ -24,6 +24,7 @@ test('/set and /del from another site get 403 with a short JSON body, and touch 
       t.is(answer.status, 403, `${method} ${path}`);
       t.deepEqual(JSON.parse(answer.body), { error: 'Forbidden', message: 'Another site cannot change this session.' });
       t.deepEqual(answer.setCookies, [], 'no cookie, not even a clearing one');
+      t.is(answer.headers.get('cache-control'), 'no-store', 'and no cache may keep the refusal (it answers a request with a cookie)');
     }
   }
   t.deepEqual((app.store as unknown as { stats: Record<string, number> }).stats, calls, 'the store was not even read');

@@ -265,6 +265,27 @@ test('a sweep asked for while the timer pass runs joins that pass and holds the 
   t.deepEqual(joined, { code: 0, stdout: 'joined, swept to 0\n' }, 'exit 13 would mean the joined pass did not hold the process');
 });
 
+test('a pass the timer started never holds the process, even when the timer fires again during it', async (t) => {
+  // The timer is driven by hand (its handler is captured), so the pass is under way when the script ends.
+  const timerPass = await runScript(`
+    const realSetInterval = globalThis.setInterval;
+    let tick;
+    globalThis.setInterval = (handler) => {
+      tick = handler;
+      return realSetInterval(() => {}, 3_600_000);
+    };
+    const clock = { now: 0 };
+    const store = new MemoryStore({ maxEntries: 1_000, sweepBatchSize: 1, now: () => clock.now });
+    globalThis.setInterval = realSetInterval;
+    for (let i = 0; i < 1_000; i++) await store.create('k' + i, 'v', 1);
+    clock.now = 1;
+    tick(); // the timer starts a pass: one entry per step
+    tick(); // and fires again while it runs
+    process.on('exit', () => console.log(store.size > 0 ? 'exited during the pass' : 'held until the pass ended'));
+  `);
+  t.deepEqual(timerPass, { code: 0, stdout: 'exited during the pass\n' });
+});
+
 test('StoreUnavailableError: its name, message and cause', (t) => {
   const cause = new Error('ECONNREFUSED');
   const error = new StoreUnavailableError('redis is not connected', { cause });

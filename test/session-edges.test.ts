@@ -1,17 +1,20 @@
 /**
  * The session layer at its edges. The stored-data check and the cookie signer on their own (exact
  * reasons, exact bounds), then over real HTTP what the other test files leave open: the absolute
- * lifetime with a forged issue time instead of waiting, key rotation, the TTL each store call gets,
- * and which Set-Cookie lines a response keeps.
+ * lifetime with a forged issue time (or a clock moved forward) instead of waiting, key rotation, the
+ * TTL each store call gets, and which Set-Cookie lines a response keeps.
  */
+import type Router from '@koa/router';
 import test, { type ExecutionContext } from 'ava';
 import { nanoid } from 'nanoid';
 import { addSessionRoutes } from '../app/routes.ts';
+import type { SessionMiddleware } from '../app/session/middleware.ts';
 import { CookieSigner } from '../app/session/signed-cookie.ts';
 import { decodeStoredSession, encodeStoredSession, InvalidStoredSessionError, MAX_DEPTH } from '../app/session/stored-session.ts';
 import type { SessionStore, StoreHealth } from '../app/stores/store.ts';
 import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+import { GatedStore } from './helpers/gated-store.ts';
 
 /** The reason decodeStoredSession gives for a text (fails the test when it accepts it). */
 function reasonFor(text: string): string {
@@ -87,6 +90,13 @@ test('stored data: nesting up to MAX_DEPTH levels, strings and escapes not count
   t.notThrows(() => decodeStoredSession(`{"a":"\\\\","b":${nested(MAX_DEPTH - 1)}}`), 'an escaped backslash does not escape the quote after it');
   t.is(reasonFor(`{"a":"\\\\","b":${nested(MAX_DEPTH)}}`), 'nested deeper than 32 levels', 'and what follows the string counts again');
   t.notThrows(() => decodeStoredSession(`{"a":[${Array.from({ length: 50 }, () => nested(MAX_DEPTH - 2)).join(',')}]}`), 'closed levels are given back');
+  const objects = (depth: number) => `${'{"b":'.repeat(depth)}1${'}'.repeat(depth)}`;
+  t.notThrows(() => decodeStoredSession(`{"a":[${Array.from({ length: 50 }, () => objects(MAX_DEPTH - 2)).join(',')}]}`), 'closed objects are given back too');
+});
+
+test('stored data: a rejection is an InvalidStoredSessionError, by class and by name (as logs and stack traces show it)', (t) => {
+  const error = t.throws(() => decodeStoredSession('null'), { instanceOf: InvalidStoredSessionError });
+  t.is(error?.name, 'InvalidStoredSessionError');
 });
 
 test('stored data: encode drops koa-session expiry fields, marks the session, refuses what decode would discard', (t) => {
@@ -161,6 +171,8 @@ class RecordingStore implements SessionStore {
   readonly calls: Array<{ method: string; id: string; ttlMs?: number }> = [];
   /** What the next create answers instead of asking the store (a genuine id collision cannot be made). */
   createAnswer: boolean | undefined;
+  /** Runs as a get reaches the store, before the store answers (a test moves the clock there). */
+  onGet: (() => void) | undefined;
   readonly #inner: SessionStore;
 
   constructor(inner: SessionStore) {
@@ -170,6 +182,7 @@ class RecordingStore implements SessionStore {
 
   get(id: string, ttlMs: number): Promise<string | undefined> {
     this.calls.push({ method: 'get', id, ttlMs });
+    this.onGet?.();
     return this.#inner.get(id, ttlMs);
   }
 
@@ -198,6 +211,15 @@ class RecordingStore implements SessionStore {
   }
 }
 
+/** /theme: a route that sets a cookie of its own (theme=dark) and changes the session (time: 7). */
+function addThemeRoute(router: Router, session: SessionMiddleware): void {
+  router.all('/theme', session.change, (ctx) => {
+    ctx.cookies.set('theme', 'dark', { httpOnly: false });
+    ctx.session.time = 7;
+    ctx.body = 'ok';
+  });
+}
+
 async function recordingApp(t: ExecutionContext, env: Record<string, string> = {}): Promise<{ app: RunningApp; store: RecordingStore }> {
   let store!: RecordingStore;
   const app = await appForTest(t, env, {
@@ -209,9 +231,24 @@ async function recordingApp(t: ExecutionContext, env: Record<string, string> = {
         ctx.session.time = 42;
         ctx.body = 'welcome';
       });
+      addThemeRoute(router, session);
     },
   });
   return { app, store };
+}
+
+/**
+ * Runs `body` with Date.now replaced by `now` (the app runs in this process: its lifetime checks see
+ * it). Only from serial tests, which ava runs before the concurrent ones, so no other test sees it.
+ */
+async function withDateNow<T>(now: () => number, body: () => Promise<T>): Promise<T> {
+  const realNow = Date.now;
+  Date.now = now;
+  try {
+    return await body();
+  } finally {
+    Date.now = realNow;
+  }
 }
 
 const signer = new CookieSigner('sid', [TEST_KEY]);
@@ -225,6 +262,76 @@ async function sessionIssuedAgo(app: RunningApp, ageMs: number): Promise<{ id: s
   const issuedAt = Date.now() - ageMs;
   return { id, cookie: `sid=${signer.encode(id, issuedAt)}`, issuedAt };
 }
+
+test.serial('the absolute lifetime ends at its very millisecond: a cookie exactly SESSION_MAX_LIFETIME old is refused, 1 ms younger is not', async (t) => {
+  const { app } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
+  const frozen = Date.now();
+  const [refused, alive] = await withDateNow(
+    () => frozen,
+    async () => {
+      const atTheEnd = await sessionIssuedAgo(app, 3_600_000);
+      const justBefore = await sessionIssuedAgo(app, 3_600_000 - 1);
+      return [
+        await new Browser(app.url).request('/get', { headers: { cookie: atTheEnd.cookie } }),
+        await new Browser(app.url).request('/get', { headers: { cookie: justBefore.cookie } }),
+      ];
+    },
+  );
+  t.is(refused.body, '{}', 'issued exactly SESSION_MAX_LIFETIME ago: refused');
+  t.is(refused.setCookies.length, 1);
+  t.regex(refused.setCookies[0], CLEARING);
+  t.is(alive.body, '{"time":1}', '1 ms before the end: still open');
+  t.deepEqual(alive.setCookies, []);
+});
+
+test.serial('a lifetime that ends while a request runs: a read clears the cookie, other cookies of the route stay', async (t) => {
+  const { app, store } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
+  const clock = { aheadMs: 0 };
+  const realNow = Date.now;
+  // 30 s of lifetime left when each request comes in; the store read happens a minute later.
+  store.onGet = () => (clock.aheadMs = 60_000);
+  const send = async (path: string) => {
+    const session = await sessionIssuedAgo(app, 3_600_000 - 30_000);
+    clock.aheadMs = 0;
+    return withDateNow(
+      () => realNow() + clock.aheadMs,
+      () => new Browser(app.url).request(path, { headers: { cookie: session.cookie } }),
+    );
+  };
+
+  const get = await send('/get');
+  t.is(get.status, 200);
+  t.is(get.body, '{"time":1}', 'the session was still in the store when read');
+  t.is(get.setCookies.length, 1, 'no cookie was set: the clearing one is the only line');
+  t.regex(get.setCookies[0], CLEARING);
+
+  const theme = await send('/theme');
+  t.is(theme.status, 200);
+  t.is(theme.setCookies.length, 2, JSON.stringify(theme.setCookies));
+  t.is(theme.setCookies[0], 'theme=dark; path=/', "the route's own cookie is kept");
+  t.regex(theme.setCookies[1], CLEARING, 'and the session cookie cleared');
+});
+
+test.serial('a lifetime that ends while a request runs: a new session saved by that request keeps its cookie', async (t) => {
+  const { app, store } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
+  const clock = { aheadMs: 0 };
+  const realNow = Date.now;
+  store.onGet = () => (clock.aheadMs = 60_000);
+  // A genuine cookie with 30 s left whose store entry is already gone: this request saves a new session.
+  const gone = nanoid();
+  const cookie = `sid=${signer.encode(gone, Date.now() - 3_600_000 + 30_000)}`;
+  const theme = await withDateNow(
+    () => realNow() + clock.aheadMs,
+    () => new Browser(app.url).request('/theme', { headers: { cookie } }),
+  );
+  t.is(theme.status, 200);
+  t.is(theme.setCookies.length, 2, JSON.stringify(theme.setCookies));
+  t.is(theme.setCookies[0], 'theme=dark; path=/');
+  const fresh = sessionIdOf(cookieValue(theme.setCookies, 'sid'));
+  t.truthy(fresh, 'the new session cookie, not a clearing one');
+  t.not(fresh, gone);
+  t.deepEqual(JSON.parse((await app.store.get(fresh!, 60_000))!), { time: 7, _session: true }, 'and the new session is stored');
+});
 
 test('every store call brings SESSION_MAX_AGE as its TTL when there is no absolute lifetime', async (t) => {
   const { app, store } = await recordingApp(t, { SESSION_MAX_AGE: '45s' });
@@ -409,4 +516,66 @@ test("a response keeps the other cookies a route sets when it drops the session'
   const answer = await new Browser(app.url).request('/bye');
   t.is(answer.status, 200);
   t.deepEqual(answer.setCookies, ['theme=dark; path=/'], 'no session cookie (there was none), the other cookie kept');
+});
+
+test('a write-back that finds its session logged out meanwhile sends no session cookie (not even a re-signed one) and keeps the other cookies', async (t) => {
+  const oldKey = 'old-signing-key-0123456789abcdefghijklmn';
+  let gate!: GatedStore;
+  const app = await appForTest(
+    t,
+    { SESSION_KEYS: `${TEST_KEY},${oldKey}` },
+    {
+      wrapStore: (inner) => (gate = new GatedStore(inner)),
+      routes: (router, session) => {
+        addSessionRoutes(router, session);
+        addThemeRoute(router, session);
+      },
+    },
+  );
+  const id = nanoid();
+  await app.store.create(id, STORED, 60_000);
+  // Signed with the older key: the request that reads it re-signs it at once.
+  const headers = { cookie: `sid=${new CookieSigner('sid', [oldKey]).encode(id, Date.now())}` };
+  const held = gate.holdNext('update');
+  const theme = new Browser(app.url).request('/theme', { headers });
+  await held.reached; // /theme has read the session and is about to write it back
+  t.is((await new Browser(app.url).request('/del', { headers })).body, 'ok');
+  held.release();
+  const answer = await theme;
+  t.is(answer.status, 200);
+  t.deepEqual(answer.setCookies, ['theme=dark; path=/'], "only the route's own cookie");
+  t.is(await app.store.get(id, 60_000), undefined, 'the session stays logged out');
+});
+
+test('a discarded stored session is logged at warn with the store kind and the reason', async (t) => {
+  const app = await appForTest(t);
+  const id = nanoid();
+  await app.store.create(id, '{"time":', 60_000);
+  const get = await new Browser(app.url).request('/get', { headers: { cookie: `sid=${signer.encode(id, Date.now())}` } });
+  t.is(get.body, '{}');
+  const warnings = app.logs.filter((line) => line.level === 'warn');
+  t.is(warnings.length, 1);
+  t.like(warnings[0], { store: 'memory', reason: 'not JSON', msg: 'discarded a stored session that is not valid session data' });
+});
+
+test('a route that saves a session without the session middleware fails with a 500 whose log says so', async (t) => {
+  const app = await appForTest(
+    t,
+    {},
+    {
+      routes: (router) => {
+        router.all('/unmounted', async (ctx) => {
+          ctx.session.time = 1;
+          await ctx.session.save();
+          ctx.body = 'ok';
+        });
+      },
+    },
+  );
+  const answer = await new Browser(app.url).request('/unmounted');
+  t.is(answer.status, 500);
+  t.deepEqual(answer.setCookies, []);
+  const errors = app.logs.filter((line) => line.level === 'error');
+  t.is(errors.length, 1);
+  t.regex(JSON.stringify(errors[0]), /session middleware not mounted for this request/);
 });
