@@ -26,8 +26,14 @@ export function processCpuMicros(pid: number): number {
   return (ticks / TICKS_PER_SECOND) * 1e6;
 }
 
+export interface RedisCpu {
+  /** CPU time the Redis server has used so far, in microseconds. */
+  read(): Promise<number>;
+  close(): Promise<void>;
+}
+
 /** CPU time the Redis server has used (INFO cpu, microsecond resolution), for the Redis store's rows. */
-export async function redisCpuReader(url: string): Promise<{ read: () => Promise<number>; close: () => Promise<void> }> {
+export async function redisCpuReader(url: string): Promise<RedisCpu> {
   const client = createClient({ url });
   await client.connect();
   return {

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: what sessions cost, per request, against two yardsticks measured in the same rounds.
- * Every server runs in its own process and is loaded in turn by autocannon from this process over
- * loopback, in two scenarios:
+ * Every server runs in its own process and is loaded by autocannon from this process over loopback,
+ * in two scenarios:
  *   - GET /get with a live session (the cookie of an earlier /set), and
  *   - GET /set without a cookie (every request creates a new session).
  * The servers: bare Koa with the same routes (no sessions), koa-session's floor (the cheapest setup
@@ -9,12 +9,14 @@
  * with each store asked for, and for reference koa-session's defaults and the template logging a line
  * per request (LOG_LEVEL=info).
  *
- * The estimator, built for a shared, noisy 2-core machine (see cpu.ts and the README's "Benchmark"):
- * the server's own CPU time per request, from many short rounds whose order rotates, taking the mean
- * of each server's least disturbed quarter of rounds. Ratios are CPU time of the yardstick over CPU
- * time of the row: the throughput one core would give, relative. For the Redis store the Redis
- * server's CPU time counts too (it does part of the work). The spread column gives the ratio from the
- * odd and from the even rounds alone: two halves that agree are an answer that repeats.
+ * The estimator, built for a shared, noisy 2-core machine (see the README's "Benchmark"): each row is
+ * loaded at the same moment as bare Koa and the floor, in many short rounds, and each round compares
+ * their CPU time per request (read from /proc, see cpu.ts). Whatever disturbs a round (a neighbour,
+ * the other vCPU busy, the clock) disturbs all three alike, so the ratio within a round holds where req/s, or CPU
+ * time across rounds, swings by half. Ratios are the median over rounds of the yardstick's CPU time
+ * over the row's: the throughput a core would give, relative. For the Redis store the Redis server's
+ * CPU time counts too (it does part of the work). The spread column repeats the ratio from the odd and
+ * from the even rounds alone: two halves that agree make an answer that repeats.
  *
  * Run `npm run bench -- --help` for the options.
  */
@@ -26,22 +28,22 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
 import { processCpuMicros, redisCpuReader } from './cpu.ts';
-import { leastDisturbed } from './estimate.ts';
 
 const USAGE = `npm run bench -- [options]
 
   --stores memory,redis   which stores to measure (default memory; redis uses REDIS_URL, default redis://127.0.0.1:6379)
-  --rounds 12             rounds; each loads every server once per scenario, the order rotating between rounds
-  --duration 2            seconds per load
-  --connections 50        concurrent connections
+  --rounds 12             rounds; in each, every row is loaded once per scenario, with both yardsticks
+  --duration 2            seconds per round and scenario
+  --connections 16        concurrent connections per server
   --no-reference          leave out koa-session's defaults (the reference row)
   --no-logging            leave out the LOG_LEVEL=info row (the cost of one log line per request)
   --only get|set          measure one scenario only
   --json FILE             also write every round's samples to FILE
   --help                  this text
 
-A default run takes about 2 minutes with --stores memory (5 servers x 2 scenarios x 12 rounds x 2 s,
-plus start-up and warm-up), 3 with --stores memory,redis.`;
+Each row other than the yardsticks is measured in turn, at the same moment as both yardsticks. A run
+takes rows x 2 scenarios x (rounds + 1 warm-up) x duration: with the defaults about 3 minutes
+(memory store, reference and logging rows), 4 with --stores memory,redis, plus start-up.`;
 
 function readOptions() {
   try {
@@ -49,7 +51,7 @@ function readOptions() {
       options: {
         stores: { type: 'string', default: 'memory' },
         duration: { type: 'string', default: '2' },
-        connections: { type: 'string', default: '50' },
+        connections: { type: 'string', default: '16' },
         rounds: { type: 'string', default: '12' },
         'no-reference': { type: 'boolean', default: false },
         'no-logging': { type: 'boolean', default: false },
@@ -86,6 +88,8 @@ interface Sample {
   readonly errors: number;
   /** CPU time per request of the server process (plus Redis's, for the Redis store), in µs. */
   readonly cpuMicrosPerRequest: number;
+  /** Of that, Redis's share (0 for the other servers). */
+  readonly redisMicrosPerRequest: number;
 }
 
 interface Target {
@@ -137,38 +141,63 @@ const scenarios = [
   { name: 'GET /set, new session each request', path: '/set', withCookie: false },
 ].filter((scenario) => options.only === undefined || scenario.path === `/${options.only}`);
 
+/** The median; for an even count, the mean of the middle two. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** Loads one target for one round and reads what it cost. */
+async function measure(target: Target, scenario: (typeof scenarios)[number], round: number): Promise<Sample> {
+  const url = target.server.url + scenario.path;
+  const headers: Record<string, string> = scenario.withCookie && target.cookie ? { cookie: target.cookie } : {};
+  const pid = target.server.child.pid!;
+  const cpuBefore = processCpuMicros(pid);
+  const result = await autocannon({ url, connections, duration, headers });
+  const cpu = processCpuMicros(pid) - cpuBefore;
+  const requests = result.requests.total;
+  return {
+    round,
+    requests,
+    requestsPerSecond: requests / duration,
+    p99Ms: result.latency.p99,
+    errors: result.errors + result.timeouts + result.non2xx,
+    cpuMicrosPerRequest: cpu / Math.max(1, requests),
+    redisMicrosPerRequest: 0,
+  };
+}
+
+/** One load of the two yardsticks and one candidate, at the same moment. */
+interface Trio {
+  readonly bare: Sample;
+  readonly floor: Sample;
+  readonly own: Sample;
+}
+
 async function main(): Promise<void> {
   const startedAt = Date.now();
   const redisCpu = stores.includes('redis') ? await redisCpuReader(REDIS_URL) : undefined;
   const targets = await startTargets();
-  const samples = new Map<string, Sample[]>();
-  const key = (scenario: string, target: string) => `${scenario}|${target}`;
+  const [bare, floor, ...candidates] = targets;
+  // trios[scenario][candidate]: one per round
+  const trios = new Map(scenarios.map((scenario) => [scenario.name, new Map<string, Trio[]>(candidates.map((c) => [c.name, []]))]));
   try {
-    for (let round = 0; round < rounds; round++) {
-      // Rotate the order every round (and flip the scenarios), so no server always follows the same one.
-      const ordered = targets.map((_, i) => targets[(i + round) % targets.length]);
+    for (let round = -1; round < rounds; round++) {
       for (const scenario of round % 2 ? [...scenarios].reverse() : scenarios) {
-        for (const target of ordered) {
-          const url = target.server.url + scenario.path;
-          const headers: Record<string, string> = scenario.withCookie && target.cookie ? { cookie: target.cookie } : {};
-          if (round === 0) await autocannon({ url, connections, duration: 2, headers }); // JIT warm-up
-          const pid = target.server.child.pid!;
-          const redisBefore = target.usesRedis ? await redisCpu!.read() : 0;
-          const cpuBefore = processCpuMicros(pid);
-          const result = await autocannon({ url, connections, duration, headers });
-          const cpu = processCpuMicros(pid) - cpuBefore + (target.usesRedis ? (await redisCpu!.read()) - redisBefore : 0);
-          const requests = result.requests.total;
-          const sample: Sample = {
-            round,
-            requests,
-            requestsPerSecond: requests / duration,
-            p99Ms: result.latency.p99,
-            errors: result.errors + result.timeouts + result.non2xx,
-            cpuMicrosPerRequest: cpu / Math.max(1, requests),
-          };
-          samples.set(key(scenario.name, target.name), [...(samples.get(key(scenario.name, target.name)) ?? []), sample]);
+        // The candidates take turns, each loaded together with bare Koa and the floor: whatever the
+        // machine does meanwhile (a neighbour, the other vCPU, the clock) it does to all three alike.
+        for (let turn = 0; turn < candidates.length; turn++) {
+          const candidate = candidates[(turn + Math.max(0, round)) % candidates.length];
+          const redisBefore = candidate.usesRedis ? await redisCpu!.read() : 0;
+          const [bareSample, floorSample, ownSample] = await Promise.all([bare, floor, candidate].map((target) => measure(target, scenario, round)));
+          if (round < 0) continue; // warm-up: the JIT compiles the hot paths
+          // Only the Redis store's server talks to Redis: the work Redis did meanwhile is its own.
+          const redisMicrosPerRequest = candidate.usesRedis ? ((await redisCpu!.read()) - redisBefore) / Math.max(1, ownSample.requests) : 0;
+          const own = { ...ownSample, cpuMicrosPerRequest: ownSample.cpuMicrosPerRequest + redisMicrosPerRequest, redisMicrosPerRequest };
+          trios.get(scenario.name)!.get(candidate.name)!.push({ bare: bareSample, floor: floorSample, own });
           process.stderr.write(
-            `round ${round + 1}/${rounds} ${scenario.name} ${target.name}: ${Math.round(sample.requestsPerSecond)} req/s, ${sample.cpuMicrosPerRequest.toFixed(1)} µs CPU/request\n`,
+            `round ${round + 1}/${rounds} ${scenario.name}: bare ${bareSample.cpuMicrosPerRequest.toFixed(1)}, floor ${floorSample.cpuMicrosPerRequest.toFixed(1)}, ${candidate.name} ${own.cpuMicrosPerRequest.toFixed(1)} µs CPU/request\n`,
           );
         }
       }
@@ -187,31 +216,75 @@ async function main(): Promise<void> {
   const tookSeconds = Math.round((Date.now() - startedAt) / 1000);
   const lines = [
     `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`,
-    `autocannon: ${connections} connections over loopback; ${rounds} rounds of ${duration} s per server and scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
-    "CPU µs/req: mean of the least disturbed quarter of rounds; ratios: CPU time of bare Koa (or the floor) over the row's (higher is better); spread: the same ratio from odd rounds / even rounds alone",
+    `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
+    "CPU µs/req: the server process's CPU time per request (Redis's included for the Redis store), median over rounds. vs bare Koa, vs floor: in each round, their CPU time per request over the row's (higher is better), median over rounds. spread: that median from the odd and from the even rounds alone",
     '',
-    '| scenario | server | CPU µs/req | req/s (best round) | p99 ms (that round) | vs bare Koa | vs floor | spread (odd / even) | errors |',
+    '| scenario | server | CPU µs/req | req/s | p99 ms | vs bare Koa | vs floor | spread vs floor (odd / even) | errors |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
+  const redisLines: string[] = [];
+  const row = (scenario: string, name: string, loads: readonly Sample[], versusBare: string, versusFloor: string, spread: string) => {
+    const errors = loads.reduce((sum, sample) => sum + sample.errors, 0);
+    const cell = (pick: (sample: Sample) => number) => median(loads.map(pick));
+    lines.push(
+      `| ${scenario} | ${name} | ${cell((m) => m.cpuMicrosPerRequest).toFixed(1)} | ${Math.round(cell((m) => m.requestsPerSecond))} | ${cell((m) => m.p99Ms)} | ${versusBare} | ${versusFloor} | ${spread} | ${errors} |`,
+    );
+  };
   for (const scenario of scenarios) {
-    const of = (target: string) => samples.get(key(scenario.name, target))!;
-    const half = (list: Sample[], parity: number) => list.filter((sample) => sample.round % 2 === parity);
-    const cost = (list: Sample[]) => leastDisturbed(list.map((sample) => sample.cpuMicrosPerRequest));
-    for (const target of targets) {
-      const own = of(target.name);
-      const best = own.reduce((a, b) => (b.requestsPerSecond > a.requestsPerSecond ? b : a));
-      const ratio = (yardstick: string) => (target.name === yardstick ? '1' : (cost(of(yardstick)) / cost(own)).toFixed(2));
-      const spread =
-        target.name === FLOOR || rounds < 2 ? '' : [1, 0].map((parity) => (cost(half(of(FLOOR), parity)) / cost(half(own, parity))).toFixed(2)).join(' / ');
-      const errors = own.reduce((sum, sample) => sum + sample.errors, 0);
-      lines.push(
-        `| ${scenario.name} | ${target.name} | ${cost(own).toFixed(1)} | ${Math.round(best.requestsPerSecond)} | ${best.p99Ms} | ${ratio(BARE)} | ${ratio(FLOOR)} | ${spread} | ${errors} |`,
+    const all = [...trios.get(scenario.name)!.values()].flat();
+    /** The median over rounds of yardstick CPU / candidate CPU, from the rounds `keep` selects. */
+    const ratio = (trioList: readonly Trio[], yardstick: 'bare' | 'floor', keep: (index: number) => boolean = () => true) =>
+      median(trioList.filter((_, i) => keep(i)).map((trio) => trio[yardstick].cpuMicrosPerRequest / trio.own.cpuMicrosPerRequest));
+    const floorVersusBare = median(all.map((trio) => trio.bare.cpuMicrosPerRequest / trio.floor.cpuMicrosPerRequest)).toFixed(2);
+    row(
+      scenario.name,
+      BARE,
+      all.map((trio) => trio.bare),
+      '1',
+      '',
+      '',
+    );
+    row(
+      scenario.name,
+      FLOOR,
+      all.map((trio) => trio.floor),
+      floorVersusBare,
+      '1',
+      '',
+    );
+    for (const candidate of candidates) {
+      const list = trios.get(scenario.name)!.get(candidate.name)!;
+      const spread = [1, 0].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
+      row(
+        scenario.name,
+        candidate.name,
+        list.map((trio) => trio.own),
+        ratio(list, 'bare').toFixed(2),
+        ratio(list, 'floor').toFixed(2),
+        spread,
+      );
+    }
+    if (stores.includes('memory') && stores.includes('redis')) {
+      // Each was measured against the floor in its own rounds: the ratio of those ratios.
+      const memory = trios.get(scenario.name)!.get('this template, memory store')!;
+      const redis = trios.get(scenario.name)!.get('this template, redis store')!;
+      const appOnly = redis.map((trio) => ({
+        ...trio,
+        own: { ...trio.own, cpuMicrosPerRequest: trio.own.cpuMicrosPerRequest - trio.own.redisMicrosPerRequest },
+      }));
+      const redisShare = median(redis.map((trio) => trio.own.redisMicrosPerRequest));
+      redisLines.push(
+        `${scenario.name}: Redis store / memory store ${(ratio(redis, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting Redis's own CPU time (${redisShare.toFixed(1)} µs/req), ${(ratio(appOnly, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting the app process alone`,
       );
     }
   }
+  if (redisLines.length > 0) lines.push('', ...redisLines);
   lines.push('', `Memory store: ${heap.heapBytesPerSession} heap bytes per stored {time} session at 100k sessions`);
   process.stdout.write(`${lines.join('\n')}\n`);
-  if (options.json) writeFileSync(options.json, `${JSON.stringify({ rounds, duration, connections, samples: Object.fromEntries(samples) }, null, 1)}\n`);
+  if (options.json) {
+    const raw = Object.fromEntries([...trios].map(([scenario, byCandidate]) => [scenario, Object.fromEntries(byCandidate)]));
+    writeFileSync(options.json, `${JSON.stringify({ rounds, duration, connections, trios: raw }, null, 1)}\n`);
+  }
 }
 
 await main();
