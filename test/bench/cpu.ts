@@ -45,3 +45,18 @@ export async function redisCpuReader(url: string): Promise<RedisCpu> {
     close: async () => void (await client.quit()),
   };
 }
+
+/**
+ * Pins a process and all its threads to the given CPUs (Linux `taskset`); false when that is not
+ * possible here. The benchmark puts every server on one CPU and its load generator on another, so the
+ * servers measured together share one core's caches and its sibling's load, instead of each landing
+ * on whichever core the scheduler picks that round.
+ */
+export function pinToCpus(pid: number, cpuList: string): boolean {
+  try {
+    execFileSync('taskset', ['--all-tasks', '--pid', '--cpu-list', cpuList, String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}

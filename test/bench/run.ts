@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
-import { processCpuMicros, redisCpuReader } from './cpu.ts';
+import { pinToCpus, processCpuMicros, redisCpuReader } from './cpu.ts';
 
 const USAGE = `npm run bench -- [options]
 
@@ -38,6 +38,7 @@ const USAGE = `npm run bench -- [options]
   --no-reference          leave out koa-session's defaults (the reference row)
   --no-logging            leave out the LOG_LEVEL=info row (the cost of one log line per request)
   --only get|set          measure one scenario only
+  --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
   --json FILE             also write every round's samples to FILE
   --help                  this text
 
@@ -56,6 +57,7 @@ function readOptions() {
         'no-reference': { type: 'boolean', default: false },
         'no-logging': { type: 'boolean', default: false },
         json: { type: 'string' },
+        'no-pin': { type: 'boolean', default: false },
         only: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -180,6 +182,13 @@ async function main(): Promise<void> {
   const redisCpu = stores.includes('redis') ? await redisCpuReader(REDIS_URL) : undefined;
   const targets = await startTargets();
   const [bare, floor, ...candidates] = targets;
+  // With two CPUs or more: the servers on the last one, this process (the load) on the others.
+  const cpuCount = cpus().length;
+  const pinned =
+    !options['no-pin'] &&
+    cpuCount >= 2 &&
+    pinToCpus(process.pid, `0-${cpuCount - 2}`) &&
+    targets.every((target) => pinToCpus(target.server.child.pid!, String(cpuCount - 1)));
   // trios[scenario][candidate]: one per round
   const trios = new Map(scenarios.map((scenario) => [scenario.name, new Map<string, Trio[]>(candidates.map((c) => [c.name, []]))]));
   try {
@@ -216,7 +225,7 @@ async function main(): Promise<void> {
   const tookSeconds = Math.round((Date.now() - startedAt) / 1000);
   const lines = [
     `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`,
-    `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
+    `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${pinned ? `servers pinned to CPU ${cpuCount - 1}, load to the others` : 'not pinned'}; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
     "CPU µs/req: the server process's CPU time per request (Redis's included for the Redis store), median over rounds. vs bare Koa, vs floor: in each round, their CPU time per request over the row's (higher is better), median over rounds. spread: that median from the odd and from the even rounds alone",
     '',
     '| scenario | server | CPU µs/req | req/s | p99 ms | vs bare Koa | vs floor | spread vs floor (odd / even) | errors |',
