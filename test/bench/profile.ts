@@ -24,6 +24,7 @@ const USAGE = `npm run profile -- [options]
   --duration 10           seconds of load per server (after 2 s of warm-up)
   --connections 50        concurrent connections
   --store memory          the template's store (redis uses REDIS_URL, default redis://127.0.0.1:6379)
+  --log-level warn        the template's LOG_LEVEL (info: one log line per request)
   --top 25                how many of the template's costliest functions to list
   --out reports/profile   where the .cpuprofile files go
   --help                  this text`;
@@ -34,6 +35,7 @@ const { values: options } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
     store: { type: 'string', default: 'memory' },
+    'log-level': { type: 'string', default: 'warn' },
     top: { type: 'string', default: '25' },
     out: { type: 'string', default: 'reports/profile' },
     help: { type: 'boolean', default: false },
