@@ -334,6 +334,7 @@ test('the .env check: comments, blanks, export, CRLF, quoted values over several
   t.deepEqual(checkEnvFile('export\tPORT=8200', SETTING_NAMES), [oddExport], 'Node reads a variable named "export<tab>PORT"');
   t.deepEqual(checkEnvFile('export  PORT=8200', SETTING_NAMES), [oddExport], 'Node 20 reads " PORT", Node 24 PORT');
   t.deepEqual(checkEnvFile('export PORT=8200\n  export SESSION_STORE=memory', SETTING_NAMES), [], 'one space: as Node reads it');
+  t.deepEqual(checkEnvFile('HOST=export\tlocalhost\nLOG_LEVEL=export  info', SETTING_NAMES), [], 'only an export at the start of a line counts');
 });
 
 test('the .env check: unknown names get the closest setting within two edits, or a hint for our prefixes', (t) => {
