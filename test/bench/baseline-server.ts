@@ -57,8 +57,7 @@ router.all('/del', session, (ctx) => {
 });
 app.use(router.routes());
 
-// PORT: for profiling one baseline by hand (see the README's "Benchmark"); the benchmark lets the system choose.
-const server = createServer(app.callback()).listen(Number(process.env.PORT ?? 0), '127.0.0.1');
+const server = createServer(app.callback()).listen(0, '127.0.0.1');
 await once(server, 'listening');
 const { port } = server.address() as AddressInfo;
 process.stdout.write(`${JSON.stringify({ msg: 'listening', url: `http://127.0.0.1:${port}` })}\n`);

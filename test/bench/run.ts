@@ -150,10 +150,14 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+/** The URL and headers of a scenario's request to a target (its live session's cookie for /get). */
+function requestFor(target: Target, scenario: (typeof scenarios)[number]): { url: string; headers: Record<string, string> } {
+  return { url: target.server.url + scenario.path, headers: scenario.withCookie && target.cookie ? { cookie: target.cookie } : {} };
+}
+
 /** Loads one target for one round and reads what it cost. */
 async function measure(target: Target, scenario: (typeof scenarios)[number], round: number): Promise<Sample> {
-  const url = target.server.url + scenario.path;
-  const headers: Record<string, string> = scenario.withCookie && target.cookie ? { cookie: target.cookie } : {};
+  const { url, headers } = requestFor(target, scenario);
   const pid = target.server.child.pid!;
   const cpuBefore = processCpuMicros(pid);
   const result = await autocannon({ url, connections, duration, headers });
@@ -201,8 +205,7 @@ async function main(): Promise<void> {
           // The candidate sat idle while the others had their turns, and V8 shrinks an idle process's
           // heap: one unmeasured second of load first, as the yardsticks (loaded every turn) had.
           // Without it the memory-store rows drifted down by 0.2 once their heap held many sessions.
-          const headers: Record<string, string> = scenario.withCookie && candidate.cookie ? { cookie: candidate.cookie } : {};
-          await autocannon({ url: candidate.server.url + scenario.path, connections, duration: 1, headers });
+          await autocannon({ ...requestFor(candidate, scenario), connections, duration: 1 });
           const redisBefore = candidate.usesRedis ? await redisCpu!.read() : 0;
           const [bareSample, floorSample, ownSample] = await Promise.all([bare, floor, candidate].map((target) => measure(target, scenario, round)));
           if (round < 0) continue; // warm-up: the JIT compiles the hot paths
@@ -268,7 +271,7 @@ async function main(): Promise<void> {
     );
     for (const candidate of candidates) {
       const list = trios.get(scenario.name)!.get(candidate.name)!;
-      const spread = [1, 0].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
+      const spread = rounds < 2 ? '' : [1, 0].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
       row(
         scenario.name,
         candidate.name,
