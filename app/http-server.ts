@@ -36,29 +36,29 @@ export interface Connections {
   readonly closeAllIdle: () => void;
 }
 
+/** The newest response on a connection (a property on the socket: one write per request, no listener). */
+const NEWEST_RESPONSE = Symbol('newest response');
+type TrackedSocket = Socket & { [NEWEST_RESPONSE]?: ServerResponse };
+
 export function trackConnections(server: Server): Connections {
-  const open = new Set<Socket>();
-  const busy = new Map<Socket, number>();
+  const open = new Set<TrackedSocket>();
   server.on('connection', (socket: Socket) => {
     open.add(socket);
-    socket.once('close', () => {
-      open.delete(socket);
-      busy.delete(socket);
-    });
+    socket.once('close', () => open.delete(socket));
   });
+  // A connection answers its requests in order (pipelined ones wait their turn), so it carries a
+  // request exactly while its newest response is unfinished. Remembering that response costs every
+  // request one property write: no map of connections, no per-response listener.
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    const { socket } = request;
-    busy.set(socket, (busy.get(socket) ?? 0) + 1);
-    response.once('close', () => {
-      const left = (busy.get(socket) ?? 1) - 1;
-      if (left > 0) busy.set(socket, left);
-      else busy.delete(socket);
-    });
+    (request.socket as TrackedSocket)[NEWEST_RESPONSE] = response;
   });
   return {
     count: () => open.size,
     closeAllIdle() {
-      for (const socket of open) if (!busy.has(socket)) socket.destroy();
+      for (const socket of open) {
+        const newest = socket[NEWEST_RESPONSE];
+        if (newest === undefined || newest.writableFinished) socket.destroy();
+      }
     },
   };
 }

@@ -118,12 +118,14 @@ async function profileServer(kind: 'floor' | 'template'): Promise<Profiled> {
       : await startServerProcess(
           {
             SESSION_KEYS: 'bench-signing-key-0123456789abcdefghijklmnop',
-            LOG_LEVEL: 'warn',
+            LOG_LEVEL: options['log-level'],
+            LOG_FORMAT: 'json',
             SESSION_STORE: options.store,
             ...(options.store === 'redis' ? { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `profile:${process.pid}:` } : {}),
           },
           { nodeArgs },
         );
+  server.child.stdout?.removeAllListeners('data').resume(); // log lines drained, not kept: millions of them
   let requests = 0;
   try {
     const headers: Record<string, string> = {};

@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: what sessions cost, per request, against two yardsticks measured in the same rounds.
- * Every server runs in its own process and is loaded by autocannon from this process over loopback,
- * in two scenarios:
+ * Every server runs in its own process (one per scenario) and is loaded by autocannon from this
+ * process over loopback, in two scenarios:
  *   - GET /get with a live session (the cookie of an earlier /set), and
  *   - GET /set without a cookie (every request creates a new session).
  * The servers: bare Koa with the same routes (no sessions), koa-session's floor (the cheapest setup
  * koa-session allows: unsafe, it measures koa-session alone; see baseline-server.ts), this template
  * with each store asked for, and for reference koa-session's defaults and the template logging a line
- * per request (LOG_LEVEL=info).
+ * per request (LOG_LEVEL=info). With --costs, also the template with each guarantee taken out
+ * (variants.ts), and what each one costs.
  *
  * The estimator, built for a shared, noisy 2-core machine (see the README's "Benchmark"): each row is
  * loaded at the same moment as bare Koa and the floor, in many short rounds, and each round compares
@@ -28,23 +29,27 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
 import { pinToCpus, processCpuMicros, redisCpuReader } from './cpu.ts';
+import { type BuiltVariant, buildVariant, VARIANTS } from './variants.ts';
 
 const USAGE = `npm run bench -- [options]
 
   --stores memory,redis   which stores to measure (default memory; redis uses REDIS_URL, default redis://127.0.0.1:6379)
-  --rounds 12             rounds; in each, every row is loaded once per scenario, with both yardsticks
+  --rounds 16             rounds; in each, every row is loaded once per scenario, with both yardsticks
   --duration 2            seconds per round and scenario
   --connections 16        concurrent connections per server
   --no-reference          leave out koa-session's defaults (the reference row)
   --no-logging            leave out the LOG_LEVEL=info row (the cost of one log line per request)
   --only get|set          measure one scenario only
   --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
+  --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
+                          (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design)
   --json FILE             also write every round's samples to FILE
   --help                  this text
 
 Each row other than the yardsticks is measured in turn, at the same moment as both yardsticks, after
 1 s of load of its own. A run takes rows x 2 scenarios x (rounds + 1 warm-up) x (duration + 1 s): with
-the defaults about 4 minutes (memory store, reference and logging rows), 6 with --stores memory,redis.`;
+the defaults about 5 minutes (memory store, reference and logging rows), 7 with --stores memory,redis;
+--costs adds 9 rows (about 9 minutes with --rounds 8 --no-reference --no-logging).`;
 
 function readOptions() {
   try {
@@ -53,11 +58,12 @@ function readOptions() {
         stores: { type: 'string', default: 'memory' },
         duration: { type: 'string', default: '2' },
         connections: { type: 'string', default: '16' },
-        rounds: { type: 'string', default: '12' },
+        rounds: { type: 'string', default: '16' },
         'no-reference': { type: 'boolean', default: false },
         'no-logging': { type: 'boolean', default: false },
         json: { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
+        costs: { type: 'boolean', default: false },
         only: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -73,6 +79,10 @@ if (options.help) {
   process.exit(0);
 }
 const stores = options.stores.split(',').map((store) => store.trim());
+if (options.costs && !stores.includes('memory')) {
+  process.stderr.write('--costs compares with the memory store: include it in --stores\n');
+  process.exit(2);
+}
 const duration = Number(options.duration);
 const connections = Number(options.connections);
 const rounds = Number(options.rounds);
@@ -104,6 +114,13 @@ interface Target {
 
 const FLOOR = 'koa-session floor (unsafe, measures koa-session alone)';
 const BARE = 'bare Koa';
+const TEMPLATE_MEMORY = 'this template, memory store';
+const withoutRow = (name: string) => `template without ${name} (memory store)`;
+/** The variants' copies of app/ (--costs), removed at the end. */
+const builtVariants: BuiltVariant[] = [];
+process.once('exit', () => {
+  for (const built of builtVariants) built.remove();
+});
 
 async function liveSessionCookie(baseUrl: string): Promise<string> {
   const response = await fetch(`${baseUrl}/set`);
@@ -117,23 +134,42 @@ function startBaseline(kind: 'bare' | 'floor' | 'koa-session'): Promise<ServerPr
   return startServerProcess({}, { script: BASELINE_SERVER, args: [kind] });
 }
 
+/** Every server process started, for the clean-up. */
+const started: ServerProcess[] = [];
+
+/**
+ * One process per server and scenario: a server loaded with /set fills its store with new sessions
+ * (and then expires and evicts them), and a /get server that shared it would be billed for that work;
+ * the memory store's /get ratio moved between 0.73 and 1.06 with the round when it did.
+ */
 async function startTargets(): Promise<Target[]> {
   const targets: Target[] = [];
-  const add = async (name: string, server: ServerProcess & { url: string }, usesRedis = false) =>
+  const add = async (name: string, serverStarting: Promise<ServerProcess & { url: string }>, usesRedis = false) => {
+    const server = await serverStarting;
+    started.push(server);
     targets.push({ name, server, cookie: name === BARE ? '' : await liveSessionCookie(server.url), usesRedis });
-  await add(BARE, await startBaseline('bare'));
-  await add(FLOOR, await startBaseline('floor'));
-  if (!options['no-reference']) await add('koa-session defaults + Map (reference)', await startBaseline('koa-session'));
+  };
+  await add(BARE, startBaseline('bare'));
+  await add(FLOOR, startBaseline('floor'));
+  if (!options['no-reference']) await add('koa-session defaults + Map (reference)', startBaseline('koa-session'));
   for (const store of stores) {
     const env: Record<string, string> = { SESSION_KEYS, LOG_LEVEL: 'warn', SESSION_STORE: store };
     if (store === 'redis') Object.assign(env, { REDIS_URL, REDIS_KEY_PREFIX: `bench:${process.pid}:` });
-    await add(`this template, ${store} store`, await startServerProcess(env), store === 'redis');
+    await add(`this template, ${store} store`, startServerProcess(env), store === 'redis');
   }
   if (!options['no-logging'] && stores.includes('memory')) {
     // The same server logging one line per request (the default level), to a pipe this process drains.
-    const server = await startServerProcess({ SESSION_KEYS, LOG_LEVEL: 'info', LOG_FORMAT: 'json' });
-    server.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
+    const server = startServerProcess({ SESSION_KEYS, LOG_LEVEL: 'info', LOG_FORMAT: 'json' }).then((started) => {
+      started.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
+      return started;
+    });
     await add('this template, memory store, LOG_LEVEL=info', server);
+  }
+  if (options.costs) {
+    for (const [index, variant] of VARIANTS.entries()) {
+      builtVariants[index] ??= buildVariant(variant);
+      await add(withoutRow(variant.name), startServerProcess({ SESSION_KEYS, LOG_LEVEL: 'warn' }, { script: builtVariants[index].serverScript }));
+    }
   }
   return targets;
 }
@@ -184,20 +220,23 @@ interface Trio {
 async function main(): Promise<void> {
   const startedAt = Date.now();
   const redisCpu = stores.includes('redis') ? await redisCpuReader(REDIS_URL) : undefined;
-  const targets = await startTargets();
-  const [bare, floor, ...candidates] = targets;
-  // With two CPUs or more: the servers on the last one, this process (the load) on the others.
-  const cpuCount = cpus().length;
-  const pinned =
-    !options['no-pin'] &&
-    cpuCount >= 2 &&
-    pinToCpus(process.pid, `0-${cpuCount - 2}`) &&
-    targets.every((target) => pinToCpus(target.server.child.pid!, String(cpuCount - 1)));
   // trios[scenario][candidate]: one per round
-  const trios = new Map(scenarios.map((scenario) => [scenario.name, new Map<string, Trio[]>(candidates.map((c) => [c.name, []]))]));
+  const trios = new Map<string, Map<string, Trio[]>>();
+  let pinned = false;
   try {
+    const targetsOf = new Map<string, Target[]>();
+    for (const scenario of scenarios) targetsOf.set(scenario.name, await startTargets());
+    // With two CPUs or more: the servers on the last one, this process (the load) on the others.
+    const cpuCount = cpus().length;
+    pinned =
+      !options['no-pin'] &&
+      cpuCount >= 2 &&
+      pinToCpus(process.pid, `0-${cpuCount - 2}`) &&
+      started.every((server) => pinToCpus(server.child.pid!, String(cpuCount - 1)));
+    for (const [scenario, [, , ...candidates]] of targetsOf) trios.set(scenario, new Map(candidates.map((c) => [c.name, []])));
     for (let round = -1; round < rounds; round++) {
       for (const scenario of round % 2 ? [...scenarios].reverse() : scenarios) {
+        const [bare, floor, ...candidates] = targetsOf.get(scenario.name)!;
         // The candidates take turns, each loaded together with bare Koa and the floor: whatever the
         // machine does meanwhile (a neighbour, the other vCPU, the clock) it does to all three alike.
         for (let turn = 0; turn < candidates.length; turn++) {
@@ -220,8 +259,8 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    for (const target of targets) target.server.child.kill('SIGTERM');
-    await Promise.all(targets.map((target) => target.server.exited));
+    for (const server of started) server.child.kill('SIGTERM');
+    await Promise.all(started.map((server) => server.exited));
     await redisCpu?.close();
   }
 
@@ -233,13 +272,14 @@ async function main(): Promise<void> {
   const tookSeconds = Math.round((Date.now() - startedAt) / 1000);
   const lines = [
     `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`,
-    `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${pinned ? `servers pinned to CPU ${cpuCount - 1}, load to the others` : 'not pinned'}; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
+    `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${pinned ? `servers pinned to CPU ${cpus().length - 1}, load to the others` : 'not pinned'}; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
     "CPU µs/req: the server process's CPU time per request (Redis's included for the Redis store), median over rounds. vs bare Koa, vs floor: in each round, their CPU time per request over the row's (higher is better), median over rounds. spread: that median from the odd and from the even rounds alone",
     '',
     '| scenario | server | CPU µs/req | req/s | p99 ms | vs bare Koa | vs floor | spread vs floor (odd / even) | errors |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
   const redisLines: string[] = [];
+  const costLines: string[] = [];
   const row = (scenario: string, name: string, loads: readonly Sample[], versusBare: string, versusFloor: string, spread: string) => {
     const errors = loads.reduce((sum, sample) => sum + sample.errors, 0);
     const cell = (pick: (sample: Sample) => number) => median(loads.map(pick));
@@ -269,12 +309,11 @@ async function main(): Promise<void> {
       '1',
       '',
     );
-    for (const candidate of candidates) {
-      const list = trios.get(scenario.name)!.get(candidate.name)!;
+    for (const [name, list] of trios.get(scenario.name)!) {
       const spread = rounds < 2 ? '' : [1, 0].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
       row(
         scenario.name,
-        candidate.name,
+        name,
         list.map((trio) => trio.own),
         ratio(list, 'bare').toFixed(2),
         ratio(list, 'floor').toFixed(2),
@@ -283,7 +322,7 @@ async function main(): Promise<void> {
     }
     if (stores.includes('memory') && stores.includes('redis')) {
       // Each was measured against the floor in its own rounds: the ratio of those ratios.
-      const memory = trios.get(scenario.name)!.get('this template, memory store')!;
+      const memory = trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!;
       const redis = trios.get(scenario.name)!.get('this template, redis store')!;
       const appOnly = redis.map((trio) => ({
         ...trio,
@@ -294,8 +333,33 @@ async function main(): Promise<void> {
         `${scenario.name}: Redis store / memory store ${(ratio(redis, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting Redis's own CPU time (${redisShare.toFixed(1)} µs/req), ${(ratio(appOnly, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting the app process alone`,
       );
     }
+    if (options.costs) {
+      // Each variant and the template were measured against the floor in rounds of their own: a
+      // guarantee's cost is the gap between their ratios, in the floor's terms (share of its
+      // throughput), and in µs at the floor's median CPU time per request.
+      const template = trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!;
+      const templateRatio = ratio(template, 'floor');
+      for (const variant of VARIANTS) {
+        const list = trios.get(scenario.name)!.get(withoutRow(variant.name))!;
+        const variantRatio = ratio(list, 'floor');
+        const floorMicros = median([...template, ...list].map((trio) => trio.floor.cpuMicrosPerRequest));
+        costLines.push(
+          `| ${scenario.name} | ${variant.name} | ${templateRatio.toFixed(2)} | ${variantRatio.toFixed(2)} | ${(variantRatio - templateRatio).toFixed(2)} | ${(floorMicros / templateRatio - floorMicros / variantRatio).toFixed(1)} |`,
+        );
+      }
+    }
   }
   if (redisLines.length > 0) lines.push('', ...redisLines);
+  if (costLines.length > 0) {
+    lines.push(
+      '',
+      'What each guarantee costs (memory store): the template against the floor, with it and without it; cost = the difference, as a share of the floor and in µs of CPU per request',
+      '',
+      '| scenario | guarantee taken out | template vs floor | without it vs floor | cost (share of the floor) | cost µs/req |',
+      '| --- | --- | ---: | ---: | ---: | ---: |',
+      ...costLines,
+    );
+  }
   lines.push('', `Memory store: ${heap.heapBytesPerSession} heap bytes per stored {time} session at 100k sessions`);
   process.stdout.write(`${lines.join('\n')}\n`);
   if (options.json) {

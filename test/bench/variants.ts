@@ -1,0 +1,148 @@
+/**
+ * The template with one guarantee taken out, for `npm run bench -- --costs`: what each guarantee
+ * costs per request, measured instead of guessed. Each variant is a copy of app/ and config/ in a
+ * temporary folder with a few exact text edits; the benchmark runs it like the template, in the same
+ * rounds. Never a setup to use: every variant is less safe than the template, by design.
+ *
+ * An edit names the text it replaces, and that text must occur exactly once: when the source
+ * changes, building the variant fails loudly instead of measuring something else
+ * (test/bench-variants.test.ts builds them all, and runs the one with every edit).
+ */
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Edit {
+  readonly file: string;
+  readonly find: string;
+  readonly replace: string;
+}
+
+export interface Variant {
+  /** For --costs and the rows: "without <name>". */
+  readonly name: string;
+  readonly edits: readonly Edit[];
+}
+
+/** A tag of the signature's shape (43 base64url characters) that costs nothing to make. */
+const FIXED_TAG = 'A'.repeat(43);
+
+/** A session store that is a bare Map: no bound, no expiry (idle or sliding), no copies, no stats. */
+const BARE_MAP_STORE = `
+function bareMapStore(): SessionStore {
+  const texts = new Map<string, string>();
+  return {
+    kind: 'memory',
+    get: async (id) => texts.get(id),
+    create: async (id, text) => !texts.has(id) && texts.set(id, text) !== undefined,
+    update: async (id, text) => texts.has(id) && texts.set(id, text) !== undefined,
+    destroy: async (id) => texts.delete(id),
+    health: async () => ({ ok: true, sessions: texts.size }),
+    close: async () => {},
+  };
+}
+`;
+
+const withoutSignature: Edit[] = [
+  {
+    file: 'app/session/signed-cookie.ts',
+    find: '  #mac(keyIndex: number, payload: string): string {\n',
+    replace: `  #mac(keyIndex: number, payload: string): string {\n    return '${FIXED_TAG}';\n`,
+  },
+];
+const withoutCopies: Edit[] = [{ file: 'app/strings.ts', find: 'return JSON.parse(JSON.stringify(text)) as string;', replace: 'return text;' }];
+const withoutStoredValueChecks: Edit[] = [
+  {
+    file: 'app/session/stored-session.ts',
+    find: 'export function decodeStoredSession(text: string): StoredSession {\n',
+    replace: 'export function decodeStoredSession(text: string): StoredSession {\n  return JSON.parse(text) as StoredSession;\n',
+  },
+  {
+    file: 'app/session/stored-session.ts',
+    find: '  session[SESSION_MARKER] = true;\n',
+    replace: '  session[SESSION_MARKER] = true;\n  return JSON.stringify(session);\n',
+  },
+];
+const withBareMapStore: Edit[] = [
+  {
+    file: 'app/stores/index.ts',
+    find: 'return new MemoryStore({ maxEntries: config.session.maxEntries });',
+    replace: 'return bareMapStore();',
+  },
+  {
+    file: 'app/stores/index.ts',
+    find: "import type { SessionStore } from './store.ts';\n",
+    replace: `import type { SessionStore } from './store.ts';\n${BARE_MAP_STORE}`,
+  },
+];
+const withoutNoStore: Edit[] = [{ file: 'app/session/middleware.ts', find: "    ctx.set('Cache-Control', 'no-store');\n", replace: '' }];
+const withoutCrossSiteCheck: Edit[] = [
+  {
+    file: 'app/session/middleware.ts',
+    find: 'const change: Middleware = (ctx, next) => (isCrossSite(ctx) ? refuseCrossSite(ctx) : read(ctx, next));',
+    replace: 'const change: Middleware = read;',
+  },
+];
+const withoutGracefulShutdown: Edit[] = [
+  { file: 'app/server.ts', find: 'const connections = trackConnections(server);', replace: 'const connections = { count: () => 0, closeAllIdle() {} };' },
+  { file: 'app/app.ts', find: '  app.use(closeConnectionsOnShutdown(lifecycle));\n', replace: '' },
+];
+const withoutErrorBoundary: Edit[] = [{ file: 'app/app.ts', find: '  app.use(errorHandler(logger));\n', replace: '' }];
+
+export const VARIANTS: readonly Variant[] = [
+  { name: 'the cookie signature (HMAC-SHA256 of a new cookie)', edits: withoutSignature },
+  { name: 'the copies (flat strings in the store and the cookie cache)', edits: withoutCopies },
+  { name: 'the stored-value checks (read and write)', edits: withoutStoredValueChecks },
+  { name: 'the memory store (a bare Map: no bound, no expiry, no copies)', edits: withBareMapStore },
+  { name: 'Cache-Control: no-store', edits: withoutNoStore },
+  { name: 'the cross-site check', edits: withoutCrossSiteCheck },
+  { name: 'graceful shutdown (connection tracking, Connection: close)', edits: withoutGracefulShutdown },
+  { name: 'the error boundary', edits: withoutErrorBoundary },
+  {
+    name: 'all of the above',
+    edits: [
+      ...withoutSignature,
+      ...withoutCopies,
+      ...withoutStoredValueChecks,
+      ...withBareMapStore,
+      ...withoutNoStore,
+      ...withoutCrossSiteCheck,
+      ...withoutGracefulShutdown,
+      ...withoutErrorBoundary,
+    ],
+  },
+];
+
+export interface BuiltVariant {
+  /** The variant's app/server.ts. */
+  readonly serverScript: string;
+  readonly remove: () => void;
+}
+
+/** Copies app/ and config/ to a temporary folder and applies the variant's edits there. */
+export function buildVariant(variant: Variant): BuiltVariant {
+  const folder = mkdtempSync(join(tmpdir(), 'koa-session-variant-'));
+  const remove = () => rmSync(folder, { recursive: true, force: true });
+  try {
+    for (const entry of ['app', 'config', 'package.json']) cpSync(join(ROOT, entry), join(folder, entry), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(folder, 'node_modules'), 'dir');
+    for (const { file, find, replace } of variant.edits) {
+      const path = join(folder, file);
+      const source = readFileSync(path, 'utf8');
+      const occurrences = source.split(find).length - 1;
+      if (occurrences !== 1)
+        throw new Error(`variant "without ${variant.name}": ${file} holds ${occurrences} copies of ${JSON.stringify(find.slice(0, 60))}, not 1`);
+      writeFileSync(
+        path,
+        source.replace(find, () => replace),
+      );
+    }
+  } catch (error) {
+    remove();
+    throw error;
+  }
+  return { serverScript: join(folder, 'app/server.ts'), remove };
+}
