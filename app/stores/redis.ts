@@ -44,6 +44,11 @@ function createRedisClient(options: RedisStoreOptions) {
     url: options.url,
     socket: { connectTimeout: options.connectTimeoutMs, reconnectStrategy: false },
     disableOfflineQueue: true,
+    // node-redis's own timeout (5 s by default) is off: each command would get an AbortSignal.timeout()
+    // and a listener (measured with npm run profile: 12 µs of CPU per request, a third of what the Redis
+    // store costs the app), and it only covers a command still waiting in its queue. Every call has a
+    // deadline of its own here (withDeadline), from the call to the answer.
+    commandOptions: { timeout: 0 },
   });
 }
 type Client = ReturnType<typeof createRedisClient>;
