@@ -47,8 +47,9 @@ export function trackConnections(server: Server): Connections {
     socket.once('close', () => open.delete(socket));
   });
   // A connection answers its requests in order (pipelined ones wait their turn), so it carries a
-  // request exactly while its newest response is unfinished. Remembering that response costs every
-  // request one property write: no map of connections, no per-response listener.
+  // request while its newest response is unfinished (one whose headers are still arriving has no
+  // response yet: the race closeAllIdle admits). Remembering that response costs every request one
+  // property write: no map of connections, no per-response listener.
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     (request.socket as TrackedSocket)[NEWEST_RESPONSE] = response;
   });

@@ -6,9 +6,9 @@
  * SET … XX updates, DEL destroys. Every key carries a TTL in Redis itself, so idle sessions expire
  * even when no instance is running.
  *
- * Deadlines. node-redis times a command out only while it waits in its own queue, never once it
- * is written to the socket, so a stalled Redis (paused, swapped out, a network black hole) would
- * hold a call forever. Here every call races a timer of REDIS_COMMAND_TIMEOUT instead and fails
+ * Deadlines. node-redis times a command out only while it is not yet written to the socket, never
+ * after, so a stalled Redis (paused, swapped out, a network black hole) would hold a call forever;
+ * its timeout is turned off here (see createRedisClient). Every call races a timer of REDIS_COMMAND_TIMEOUT instead and fails
  * with StoreUnavailableError when it fires. Replies come back in order on a connection, so a
  * command that got no answer in time means everything behind it is stuck too: the connection is
  * recycled (the client is destroyed, which fails everything pending on it at once) and a fresh one

@@ -49,7 +49,7 @@ const USAGE = `npm run bench -- [options]
 Each row other than the yardsticks is measured in turn, at the same moment as both yardsticks, after
 1 s of load of its own. A run takes rows x 2 scenarios x (rounds + 1 warm-up) x (duration + 1 s): with
 the defaults about 5 minutes (memory store, reference and logging rows), 7 with --stores memory,redis;
---costs adds 9 rows (about 9 minutes with --rounds 8 --no-reference --no-logging).`;
+--costs adds 9 rows (about 10 minutes with --rounds 8 --no-reference --no-logging).`;
 
 function readOptions() {
   try {
@@ -115,12 +115,14 @@ interface Target {
 const FLOOR = 'koa-session floor (unsafe, measures koa-session alone)';
 const BARE = 'bare Koa';
 const TEMPLATE_MEMORY = 'this template, memory store';
-const withoutRow = (name: string) => `template without ${name} (memory store)`;
-/** The variants' copies of app/ (--costs), removed at the end. */
+const withoutRow = (name: string) => `template without ${name}`;
+/** The variants' copies of app/ (--costs), built before any server starts and removed at the end. */
 const builtVariants: BuiltVariant[] = [];
 process.once('exit', () => {
   for (const built of builtVariants) built.remove();
 });
+// Ctrl-C or a kill: exit through the 'exit' handler above (a signal alone would skip it).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
 async function liveSessionCookie(baseUrl: string): Promise<string> {
   const response = await fetch(`${baseUrl}/set`);
@@ -142,7 +144,10 @@ const started: ServerProcess[] = [];
  * (and then expires and evicts them), and a /get server that shared it would be billed for that work;
  * the memory store's /get ratio moved between 0.73 and 1.06 with the round when it did.
  */
-async function startTargets(): Promise<Target[]> {
+async function startTargets(scenario: Scenario): Promise<Target[]> {
+  // The /get servers' live session must outlive the other rows' turns (about a minute with --costs,
+  // SESSION_MAX_AGE's default): it is read only in its own row's turn. checkLiveSession() checks it.
+  const sessionEnv: Record<string, string> = scenario.withCookie ? { SESSION_KEYS, SESSION_MAX_AGE: '1h' } : { SESSION_KEYS };
   const targets: Target[] = [];
   const add = async (name: string, serverStarting: Promise<ServerProcess & { url: string }>, usesRedis = false) => {
     const server = await serverStarting;
@@ -153,31 +158,44 @@ async function startTargets(): Promise<Target[]> {
   await add(FLOOR, startBaseline('floor'));
   if (!options['no-reference']) await add('koa-session defaults + Map (reference)', startBaseline('koa-session'));
   for (const store of stores) {
-    const env: Record<string, string> = { SESSION_KEYS, LOG_LEVEL: 'warn', SESSION_STORE: store };
+    const env: Record<string, string> = { ...sessionEnv, LOG_LEVEL: 'warn', SESSION_STORE: store };
     if (store === 'redis') Object.assign(env, { REDIS_URL, REDIS_KEY_PREFIX: `bench:${process.pid}:` });
     await add(`this template, ${store} store`, startServerProcess(env), store === 'redis');
   }
   if (!options['no-logging'] && stores.includes('memory')) {
     // The same server logging one line per request (the default level), to a pipe this process drains.
-    const server = startServerProcess({ SESSION_KEYS, LOG_LEVEL: 'info', LOG_FORMAT: 'json' }).then((started) => {
-      started.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
-      return started;
+    const server = startServerProcess({ ...sessionEnv, LOG_LEVEL: 'info', LOG_FORMAT: 'json' }).then((logging) => {
+      logging.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
+      return logging;
     });
     await add('this template, memory store, LOG_LEVEL=info', server);
   }
   if (options.costs) {
     for (const [index, variant] of VARIANTS.entries()) {
-      builtVariants[index] ??= buildVariant(variant);
-      await add(withoutRow(variant.name), startServerProcess({ SESSION_KEYS, LOG_LEVEL: 'warn' }, { script: builtVariants[index].serverScript }));
+      await add(withoutRow(variant.name), startServerProcess({ ...sessionEnv, LOG_LEVEL: 'warn' }, { script: builtVariants[index].serverScript }));
     }
   }
   return targets;
 }
 
-const scenarios = [
+interface Scenario {
+  readonly name: string;
+  readonly path: string;
+  readonly withCookie: boolean;
+}
+
+const scenarios: Scenario[] = [
   { name: 'GET /get, live session', path: '/get', withCookie: true },
   { name: 'GET /set, new session each request', path: '/set', withCookie: false },
 ].filter((scenario) => options.only === undefined || scenario.path === `/${options.only}`);
+
+/** A /get row must measure a live session, not a miss (an expired one answers {} without an error). */
+async function checkLiveSession(target: Target, scenario: Scenario): Promise<void> {
+  if (!scenario.withCookie || target.name === BARE) return;
+  const { url, headers } = requestFor(target, scenario);
+  const body = (await (await fetch(url, { headers })).json()) as Record<string, unknown>;
+  if (typeof body.time !== 'number') throw new Error(`${target.name}: the live session is gone (${JSON.stringify(body)}); its row would measure a miss`);
+}
 
 /** The median; for an even count, the mean of the middle two. */
 function median(values: readonly number[]): number {
@@ -225,7 +243,8 @@ async function main(): Promise<void> {
   let pinned = false;
   try {
     const targetsOf = new Map<string, Target[]>();
-    for (const scenario of scenarios) targetsOf.set(scenario.name, await startTargets());
+    if (options.costs) for (const variant of VARIANTS) builtVariants.push(buildVariant(variant)); // a stale edit fails here, before any server starts
+    for (const scenario of scenarios) targetsOf.set(scenario.name, await startTargets(scenario));
     // With two CPUs or more: the servers on the last one, this process (the load) on the others.
     const cpuCount = cpus().length;
     pinned =
@@ -247,6 +266,7 @@ async function main(): Promise<void> {
           await autocannon({ ...requestFor(candidate, scenario), connections, duration: 1 });
           const redisBefore = candidate.usesRedis ? await redisCpu!.read() : 0;
           const [bareSample, floorSample, ownSample] = await Promise.all([bare, floor, candidate].map((target) => measure(target, scenario, round)));
+          await Promise.all([floor, candidate].map((target) => checkLiveSession(target, scenario)));
           if (round < 0) continue; // warm-up: the JIT compiles the hot paths
           // Only the Redis store's server talks to Redis: the work Redis did meanwhile is its own.
           const redisMicrosPerRequest = candidate.usesRedis ? ((await redisCpu!.read()) - redisBefore) / Math.max(1, ownSample.requests) : 0;
@@ -310,7 +330,8 @@ async function main(): Promise<void> {
       '',
     );
     for (const [name, list] of trios.get(scenario.name)!) {
-      const spread = rounds < 2 ? '' : [1, 0].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
+      // Round 1 (index 0) is odd.
+      const spread = rounds < 2 ? '' : [0, 1].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
       row(
         scenario.name,
         name,
@@ -339,10 +360,11 @@ async function main(): Promise<void> {
       // throughput), and in µs at the floor's median CPU time per request.
       const template = trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!;
       const templateRatio = ratio(template, 'floor');
+      // One figure for the floor's CPU time per request, over every round of the scenario.
+      const floorMicros = median(all.map((trio) => trio.floor.cpuMicrosPerRequest));
       for (const variant of VARIANTS) {
         const list = trios.get(scenario.name)!.get(withoutRow(variant.name))!;
         const variantRatio = ratio(list, 'floor');
-        const floorMicros = median([...template, ...list].map((trio) => trio.floor.cpuMicrosPerRequest));
         costLines.push(
           `| ${scenario.name} | ${variant.name} | ${templateRatio.toFixed(2)} | ${variantRatio.toFixed(2)} | ${(variantRatio - templateRatio).toFixed(2)} | ${(floorMicros / templateRatio - floorMicros / variantRatio).toFixed(1)} |`,
         );
@@ -353,7 +375,7 @@ async function main(): Promise<void> {
   if (costLines.length > 0) {
     lines.push(
       '',
-      'What each guarantee costs (memory store): the template against the floor, with it and without it; cost = the difference, as a share of the floor and in µs of CPU per request',
+      "What each guarantee costs (memory store): the template against the floor, with it and without it. Cost = the difference of the two ratios (before rounding), as a share of the floor's throughput, and in µs of CPU per request: the floor's median CPU time per request divided by each ratio, the difference of the two",
       '',
       '| scenario | guarantee taken out | template vs floor | without it vs floor | cost (share of the floor) | cost µs/req |',
       '| --- | --- | ---: | ---: | ---: | ---: |',
