@@ -266,6 +266,37 @@ test('a request held by a stalled dependency past SHUTDOWN_TIMEOUT makes the pro
   t.true((await stuck) instanceof Error, 'the stuck request got no answer');
 });
 
+test('a keep-alive connection whose earlier request was answered still counts as busy while its next request waits', async (t) => {
+  // One connection: /set answered, then /get stalled on a paused Redis. The shutdown's close of idle
+  // connections must go by the connection's newest request, not its first (already answered) one.
+  const redis = await ownRedisServer(t);
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SESSION_STORE: 'redis',
+    REDIS_URL: redis.url,
+    REDIS_COMMAND_TIMEOUT: '60s',
+    SHUTDOWN_DRAIN: '200ms',
+    SHUTDOWN_TIMEOUT: '2s',
+  });
+  const connection = await rawConnection(server.url);
+  connection.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await until(() => connection.received().endsWith('\r\n\r\nok'), 'the answer to /set');
+  const cookie = /set-cookie: ([^;]+);/i.exec(connection.received())?.[1];
+  if (cookie === undefined) return t.fail(`no session cookie: ${connection.received()}`);
+  await redis.pause();
+  connection.socket.write(`GET /get HTTP/1.1\r\nHost: localhost\r\nCookie: ${cookie}\r\n\r\n`);
+  await sleep(200);
+
+  const signalled = Date.now();
+  server.child.kill('SIGTERM');
+  const exit = await exitOf(server, signalled);
+  t.is(exit.code, 1, 'held to the deadline by the stalled request, not closed as idle');
+  t.like(
+    logLines(server).find((line) => line.level === 'error'),
+    { msg: 'shutdown deadline passed; exiting with connections still open', openConnections: 1 },
+  );
+});
+
 test('a client stalling in its headers during shutdown is still cut off by HTTP_HEADERS_TIMEOUT, and the exit is 0', async (t) => {
   const server = await startServer(t, {
     SESSION_KEYS: TEST_KEY,

@@ -7,9 +7,9 @@
  * even when no instance is running.
  *
  * Deadlines. node-redis times a command out only while it is not yet written to the socket, never
- * after, so a stalled Redis (paused, swapped out, a network black hole) would hold a call forever;
- * its timeout is turned off here (see createRedisClient). Every call races a timer of REDIS_COMMAND_TIMEOUT instead and fails
- * with StoreUnavailableError when it fires. Replies come back in order on a connection, so a
+ * after, so a stalled Redis (paused, swapped out, a network black hole) would hold a call forever
+ * (that timeout is off, see createRedisClient). Every call races a timer of REDIS_COMMAND_TIMEOUT
+ * instead and fails with StoreUnavailableError when it fires. Replies come back in order on a connection, so a
  * command that got no answer in time means everything behind it is stuck too: the connection is
  * recycled (the client is destroyed, which fails everything pending on it at once) and a fresh one
  * is opened in the background, with its own deadline and a backoff between attempts (node-redis's
@@ -46,7 +46,7 @@ function createRedisClient(options: RedisStoreOptions) {
     disableOfflineQueue: true,
     // node-redis's own timeout (5 s by default) is off: each command would get an AbortSignal.timeout()
     // and a listener (measured with npm run profile: 12 µs of CPU per request, a third of what the Redis
-    // store costs the app), and it only covers a command still waiting in its queue. Every call has a
+    // store costs the app), and it only covers a command not yet written to the socket. Every call has a
     // deadline of its own here (withDeadline), from the call to the answer.
     commandOptions: { timeout: 0 },
   });

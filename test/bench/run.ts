@@ -205,12 +205,12 @@ function median(values: readonly number[]): number {
 }
 
 /** The URL and headers of a scenario's request to a target (its live session's cookie for /get). */
-function requestFor(target: Target, scenario: (typeof scenarios)[number]): { url: string; headers: Record<string, string> } {
+function requestFor(target: Target, scenario: Scenario): { url: string; headers: Record<string, string> } {
   return { url: target.server.url + scenario.path, headers: scenario.withCookie && target.cookie ? { cookie: target.cookie } : {} };
 }
 
 /** Loads one target for one round and reads what it cost. */
-async function measure(target: Target, scenario: (typeof scenarios)[number], round: number): Promise<Sample> {
+async function measure(target: Target, scenario: Scenario, round: number): Promise<Sample> {
   const { url, headers } = requestFor(target, scenario);
   const pid = target.server.child.pid!;
   const cpuBefore = processCpuMicros(pid);
@@ -292,7 +292,7 @@ async function main(): Promise<void> {
   const tookSeconds = Math.round((Date.now() - startedAt) / 1000);
   const lines = [
     `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`,
-    `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${pinned ? `servers pinned to CPU ${cpus().length - 1}, load to the others` : 'not pinned'}; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
+    `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${pinned ? `servers pinned to CPU ${cpu.length - 1}, load to the others` : 'not pinned'}; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
     "CPU µs/req: the server process's CPU time per request (Redis's included for the Redis store), median over rounds. vs bare Koa, vs floor: in each round, their CPU time per request over the row's (higher is better), median over rounds. spread: that median from the odd and from the even rounds alone",
     '',
     '| scenario | server | CPU µs/req | req/s | p99 ms | vs bare Koa | vs floor | spread vs floor (odd / even) | errors |',
@@ -357,10 +357,8 @@ async function main(): Promise<void> {
     if (options.costs) {
       // Each variant and the template were measured against the floor in rounds of their own: a
       // guarantee's cost is the gap between their ratios, in the floor's terms (share of its
-      // throughput), and in µs at the floor's median CPU time per request.
-      const template = trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!;
-      const templateRatio = ratio(template, 'floor');
-      // One figure for the floor's CPU time per request, over every round of the scenario.
+      // throughput), and in µs at one figure for the floor (its median over the scenario's rounds).
+      const templateRatio = ratio(trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!, 'floor');
       const floorMicros = median(all.map((trio) => trio.floor.cpuMicrosPerRequest));
       for (const variant of VARIANTS) {
         const list = trios.get(scenario.name)!.get(withoutRow(variant.name))!;
