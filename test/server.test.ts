@@ -234,18 +234,24 @@ test('connections that never sent a whole request do not hold the exit past the 
   t.is(halfway.received(), '');
 });
 
-test('a request held by a stalled dependency past SHUTDOWN_TIMEOUT makes the process exit 1, with one error line', async (t) => {
-  // Redis paused and a command timeout far past the shutdown deadline: the /get in flight never ends.
+/** A server on a redis-server of the test's own (to pause), with a short drain and a command timeout far past SHUTDOWN_TIMEOUT. */
+async function serverOnOwnRedis(t: Parameters<typeof ownRedisServer>[0], shutdownTimeoutMs: number) {
   const redis = await ownRedisServer(t);
-  const timeoutMs = 2_000;
   const server = await startServer(t, {
     SESSION_KEYS: TEST_KEY,
     SESSION_STORE: 'redis',
     REDIS_URL: redis.url,
     REDIS_COMMAND_TIMEOUT: '60s',
     SHUTDOWN_DRAIN: '200ms',
-    SHUTDOWN_TIMEOUT: `${timeoutMs}ms`,
+    SHUTDOWN_TIMEOUT: `${shutdownTimeoutMs}ms`,
   });
+  return { redis, server };
+}
+
+test('a request held by a stalled dependency past SHUTDOWN_TIMEOUT makes the process exit 1, with one error line', async (t) => {
+  // Redis paused and a command timeout far past the shutdown deadline: the /get in flight never ends.
+  const timeoutMs = 2_000;
+  const { redis, server } = await serverOnOwnRedis(t, timeoutMs);
   const browser = new Browser(server.url);
   await browser.request('/set');
   await redis.pause();
@@ -269,15 +275,7 @@ test('a request held by a stalled dependency past SHUTDOWN_TIMEOUT makes the pro
 test('a keep-alive connection whose earlier request was answered still counts as busy while its next request waits', async (t) => {
   // One connection: /set answered, then /get stalled on a paused Redis. The shutdown's close of idle
   // connections must go by the connection's newest request, not its first (already answered) one.
-  const redis = await ownRedisServer(t);
-  const server = await startServer(t, {
-    SESSION_KEYS: TEST_KEY,
-    SESSION_STORE: 'redis',
-    REDIS_URL: redis.url,
-    REDIS_COMMAND_TIMEOUT: '60s',
-    SHUTDOWN_DRAIN: '200ms',
-    SHUTDOWN_TIMEOUT: '2s',
-  });
+  const { redis, server } = await serverOnOwnRedis(t, 2_000);
   const connection = await rawConnection(server.url);
   connection.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await until(() => connection.received().endsWith('\r\n\r\nok'), 'the answer to /set');
