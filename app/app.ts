@@ -23,7 +23,13 @@ export interface AppDependencies {
   readonly routes?: (router: Router, session: SessionMiddleware) => void;
 }
 
-export function createApp({ config, store, logger, lifecycle = { shuttingDown: false }, routes = addSessionRoutes }: AppDependencies): Koa {
+export function createApp({
+  config,
+  store,
+  logger,
+  lifecycle = { shuttingDown: false },
+  routes = addSessionRoutes,
+}: AppDependencies): Koa {
   // proxy: trust X-Forwarded-Proto/-For only when told a proxy is in front (TRUST_PROXY).
   const app = new Koa({ proxy: config.http.trustProxy });
   // errorHandler catches what the middleware throws; this logs what fails outside it (a broken response stream).

@@ -22,15 +22,26 @@ export function errorHandler(logger: Logger): Middleware {
       ctx.res.removeHeader('Set-Cookie');
       ctx.set('Cache-Control', 'no-store');
       if (error instanceof StoreUnavailableError) {
-        logger.warn({ method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error.message }, 'session store unavailable');
+        logger.warn(
+          { method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error.message },
+          'session store unavailable',
+        );
         ctx.status = 503;
         ctx.set('Retry-After', '1');
         ctx.body = { error: 'Service Unavailable', message: 'The session store is unavailable; try again shortly.' };
-      } else if (error.expose === true && typeof error.status === 'number' && error.status >= 400 && error.status < 500) {
+      } else if (
+        error.expose === true &&
+        typeof error.status === 'number' &&
+        error.status >= 400 &&
+        error.status < 500
+      ) {
         ctx.status = error.status;
         ctx.body = { error: error.message };
       } else {
-        logger.error({ method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error }, 'unhandled error');
+        logger.error(
+          { method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error },
+          'unhandled error',
+        );
         ctx.status = 500;
         ctx.body = { error: 'Internal Server Error' };
       }

@@ -26,7 +26,8 @@ export function addHealthRoute(router: Router, store: SessionStore, lifecycle: L
   // Node's histogram records the whole interval between its timer's ticks, sampling interval included.
   const eventLoopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLING_MS });
   eventLoopDelay.enable();
-  const lateMs = (nanoseconds: number) => Math.max(0, Math.round((nanoseconds / 1e6 - EVENT_LOOP_SAMPLING_MS) * 100) / 100);
+  const lateMs = (nanoseconds: number) =>
+    Math.max(0, Math.round((nanoseconds / 1e6 - EVENT_LOOP_SAMPLING_MS) * 100) / 100);
   router.all('/healthz', async (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       ctx.status = 405;
@@ -69,7 +70,10 @@ export function closeConnectionsOnShutdown(lifecycle: Lifecycle): Middleware {
       // instead, so nothing is done that nobody hears about (a pipelined /del, say).
       ctx.status = 503;
       ctx.set('Connection', 'close');
-      ctx.body = { error: 'Service Unavailable', message: 'This connection is closing; send the request again on a new one.' };
+      ctx.body = {
+        error: 'Service Unavailable',
+        message: 'This connection is closing; send the request again on a new one.',
+      };
       return;
     }
     closing.add(socket);

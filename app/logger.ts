@@ -45,11 +45,17 @@ const OPTIONS: pino.LoggerOptions = {
 };
 
 /** Whether LOG_FORMAT asks for human-readable lines here. */
-export function wantsPrettyLines({ format, production }: LoggerSettings, isTerminal = process.stdout.isTTY === true): boolean {
+export function wantsPrettyLines(
+  { format, production }: LoggerSettings,
+  isTerminal = process.stdout.isTTY === true,
+): boolean {
   if (format === 'json') return false;
   if (format === 'pretty') {
     if (!prettyPrinterInstalled())
-      throw new StartupError('LOG_FORMAT', 'LOG_FORMAT="pretty" needs pino-pretty, a development dependency (npm install); use json or auto');
+      throw new StartupError(
+        'LOG_FORMAT',
+        'LOG_FORMAT="pretty" needs pino-pretty, a development dependency (npm install); use json or auto',
+      );
     return true;
   }
   return isTerminal && !production && prettyPrinterInstalled();
@@ -63,7 +69,10 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
   const options = { ...OPTIONS, level: settings.level };
   if (destination) return pino(options, destination);
   if (wantsPrettyLines(settings)) {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'requestId' } } });
+    return pino({
+      ...options,
+      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'requestId' } },
+    });
   }
   const stdout = pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES });
   // The destination's own flush, not logger.flush(): that one passes a callback, which makes the

@@ -24,7 +24,13 @@ export function requestLog(logger: Logger): Middleware {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       // Paths are cut short: a hostile client must not be able to write huge log lines.
       logger.info(
-        { method: ctx.method, path: ctx.path.slice(0, 200), status: ctx.status, durationMs: Math.round(durationMs * 1000) / 1000, requestId },
+        {
+          method: ctx.method,
+          path: ctx.path.slice(0, 200),
+          status: ctx.status,
+          durationMs: Math.round(durationMs * 1000) / 1000,
+          requestId,
+        },
         'request',
       );
     }

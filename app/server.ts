@@ -52,7 +52,10 @@ async function main(): Promise<void> {
   process.on('uncaughtException', exitOnFatalError);
   process.on('unhandledRejection', exitOnFatalError);
   if (config.session.keysAreEphemeral) {
-    logger.warn('SESSION_KEYS is not set: using a random key, so sessions end with this process (set SESSION_KEYS; required in production)');
+    logger.warn(
+      'SESSION_KEYS is not set: using a random key, so sessions end with this process ' +
+        '(set SESSION_KEYS; required in production)',
+    );
   }
   for (const warning of config.warnings) logger.warn(warning);
 
@@ -133,7 +136,10 @@ async function main(): Promise<void> {
     // pre-opened socket, a client stalled in its headers, which Node's closeIdleConnections() leaves
     // open): none of them alone may make the exit a failure.
     const timeLeftMs = msLeft();
-    const idleCutoff = setTimeout(() => connections.closeAllIdle(), Math.max(0, timeLeftMs - Math.min(1_000, timeLeftMs / 2)));
+    const idleCutoff = setTimeout(
+      () => connections.closeAllIdle(),
+      Math.max(0, timeLeftMs - Math.min(1_000, timeLeftMs / 2)),
+    );
     await closed;
     clearTimeout(idleCutoff);
     await store.close();

@@ -41,12 +41,16 @@ export function checkEnvFile(text: string, knownNames: readonly string[], fileNa
     }
     if (line.trim() === '' || line.trimStart().startsWith('#')) return;
     if (ODDLY_SPACED_EXPORT.test(line)) {
-      warnings.push(`${fileName} line ${index + 1}: write "export NAME=value" with a single space, or Node may read another name`);
+      warnings.push(
+        `${fileName} line ${index + 1}: write "export NAME=value" with a single space, or Node may read another name`,
+      );
       return;
     }
     const match = ASSIGNMENT.exec(line);
     if (match === null) {
-      warnings.push(`${fileName} line ${index + 1} is not NAME=value and is ignored: ${JSON.stringify(line.trim().slice(0, 60))}`);
+      warnings.push(
+        `${fileName} line ${index + 1} is not NAME=value and is ignored: ${JSON.stringify(line.trim().slice(0, 60))}`,
+      );
       return;
     }
     if (/=\s*"[^"]*$/.test(line)) inQuotedValue = true;

@@ -4,7 +4,16 @@
  * Every variable below is listed, with its default, in .env.example and in the README.
  */
 import { randomBytes } from 'node:crypto';
-import { ConfigError, type Environment, readBoolean, readChoice, readDuration, readInteger, readOptionalString, readString } from './parsers.ts';
+import {
+  ConfigError,
+  type Environment,
+  readBoolean,
+  readChoice,
+  readDuration,
+  readInteger,
+  readOptionalString,
+  readString,
+} from './parsers.ts';
 
 export { checkEnvFile, readEnvironment } from './environment.ts';
 export { ConfigError, StartupError } from './parsers.ts';
@@ -57,7 +66,10 @@ export interface HttpConfig {
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
-  /** After SIGTERM: how long /healthz answers 503 and every answer closes its connection, before the listener closes. */
+  /**
+   * After SIGTERM: how long /healthz answers 503 and every answer closes its connection, before the
+   * listener closes.
+   */
   readonly shutdownDrainMs: number;
   /** From SIGTERM/SIGINT to exit, drain included; past it the process exits 1 with requests still open. */
   readonly shutdownTimeoutMs: number;
@@ -106,16 +118,27 @@ export interface Config {
 const MIN_PRODUCTION_KEY_LENGTH = 32;
 /** NODE_ENV values that mean development rules; any other value (production, staging, Production) means production. */
 const DEVELOPMENT_ENVIRONMENTS = ['development', 'test'];
-/** Browsers accept cookies with these name prefixes only with Secure (RFC 6265bis), so they need SESSION_COOKIE_SECURE=true. */
+/**
+ * Browsers accept cookies with these name prefixes only with Secure (RFC 6265bis), so they need
+ * SESSION_COOKIE_SECURE=true.
+ */
 const SECURE_ONLY_PREFIXES = ['__Host-', '__Secure-'];
 /** RFC 6265 cookie-name characters (an HTTP token). */
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-function readSessionKeys(env: Environment, production: boolean, warnings: string[]): Pick<SessionConfig, 'keys' | 'keysAreEphemeral'> {
+function readSessionKeys(
+  env: Environment,
+  production: boolean,
+  warnings: string[],
+): Pick<SessionConfig, 'keys' | 'keysAreEphemeral'> {
   const value = readOptionalString(env, 'SESSION_KEYS');
   if (value === undefined) {
     if (production) {
-      throw new ConfigError('SESSION_KEYS', '', `required when NODE_ENV=production: comma-separated keys of at least ${MIN_PRODUCTION_KEY_LENGTH} characters`);
+      throw new ConfigError(
+        'SESSION_KEYS',
+        '',
+        `required when NODE_ENV=production: comma-separated keys of at least ${MIN_PRODUCTION_KEY_LENGTH} characters`,
+      );
     }
     return { keys: [randomBytes(32).toString('base64url')], keysAreEphemeral: true };
   }
@@ -126,10 +149,17 @@ function readSessionKeys(env: Environment, production: boolean, warnings: string
     throw new ConfigError('SESSION_KEYS', redacted, 'comma-separated keys, none of them empty');
   }
   if (production && keys.some((key) => key.length < MIN_PRODUCTION_KEY_LENGTH)) {
-    throw new ConfigError('SESSION_KEYS', redacted, `every key at least ${MIN_PRODUCTION_KEY_LENGTH} characters in production (NODE_ENV=${env.NODE_ENV})`);
+    throw new ConfigError(
+      'SESSION_KEYS',
+      redacted,
+      `every key at least ${MIN_PRODUCTION_KEY_LENGTH} characters in production (NODE_ENV=${env.NODE_ENV})`,
+    );
   }
   if (keys.some((key) => key.length < MIN_PRODUCTION_KEY_LENGTH)) {
-    warnings.push(`SESSION_KEYS has a key shorter than ${MIN_PRODUCTION_KEY_LENGTH} characters: fine for development, refused in production`);
+    warnings.push(
+      `SESSION_KEYS has a key shorter than ${MIN_PRODUCTION_KEY_LENGTH} characters: ` +
+        'fine for development, refused in production',
+    );
   }
   return { keys, keysAreEphemeral: false };
 }
@@ -172,8 +202,17 @@ function readRedis(env: Environment): RedisConfig {
   } catch {
     parsed = undefined;
   }
-  if (!parsed || !['redis:', 'rediss:'].includes(parsed.protocol) || !parsed.hostname || !/^(\/\d*)?$/.test(parsed.pathname)) {
-    throw new ConfigError('REDIS_URL', redactUrl(url), 'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS');
+  if (
+    !parsed ||
+    !['redis:', 'rediss:'].includes(parsed.protocol) ||
+    !parsed.hostname ||
+    !/^(\/\d*)?$/.test(parsed.pathname)
+  ) {
+    throw new ConfigError(
+      'REDIS_URL',
+      redactUrl(url),
+      'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS',
+    );
   }
   return {
     url,
@@ -218,7 +257,10 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
       shutdownDrainMs: readDuration(env, 'SHUTDOWN_DRAIN', production ? 5_000 : 0, { allowZero: true }),
       shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 9_000),
     },
-    log: { level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS), format: readChoice(env, 'LOG_FORMAT', 'auto', LOG_FORMATS) },
+    log: {
+      level: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
+      format: readChoice(env, 'LOG_FORMAT', 'auto', LOG_FORMATS),
+    },
     session: {
       store,
       maxAgeMs: readDuration(env, 'SESSION_MAX_AGE', 60_000),

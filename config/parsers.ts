@@ -68,7 +68,8 @@ const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m
 /** Longer than this would overflow the timers and Redis TTLs built on it; a year is plenty for a session. */
 const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
 const durationHelp = (minimum: string) =>
-  `a duration of at least ${minimum} and at most 365d: milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)`;
+  `a duration of at least ${minimum} and at most 365d: ` +
+  'milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)';
 
 export interface DurationOptions {
   /** Accept 0 (for periods that may be switched off). */
@@ -78,12 +79,18 @@ export interface DurationOptions {
 /** Milliseconds from "60000", "250ms", "90s", "1m", "2h" or "7d". */
 export function readDuration(env: Environment, name: string, fallback: number, options?: DurationOptions): number;
 export function readDuration(env: Environment, name: string, fallback: null): number | null;
-export function readDuration(env: Environment, name: string, fallback: number | null, options: DurationOptions = {}): number | null {
+export function readDuration(
+  env: Environment,
+  name: string,
+  fallback: number | null,
+  options: DurationOptions = {},
+): number | null {
   const value = raw(env, name);
   if (value === undefined) return fallback;
   const minimum = options.allowZero ? 0 : 1;
   const match = /^(\d+)(ms|s|m|h|d)?$/i.exec(value);
   const ms = match ? Number(match[1]) * DURATION_UNITS_MS[(match[2] ?? 'ms').toLowerCase()] : Number.NaN;
-  if (!(ms >= minimum && ms <= MAX_DURATION_MS)) throw new ConfigError(name, value, durationHelp(options.allowZero ? '0' : '1 ms'));
+  if (!(ms >= minimum && ms <= MAX_DURATION_MS))
+    throw new ConfigError(name, value, durationHelp(options.allowZero ? '0' : '1 ms'));
   return ms;
 }

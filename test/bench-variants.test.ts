@@ -21,7 +21,10 @@ test('the variant without every guarantee serves the routes, with none of them',
   if (everything === undefined) return t.fail('no variant takes out everything');
   const built = buildVariant(everything);
   t.teardown(built.remove);
-  const server = await startServerProcess({ SESSION_KEYS: 'variant-test-key-0123456789abcdefghijklmnop', LOG_LEVEL: 'warn' }, { script: built.serverScript });
+  const server = await startServerProcess(
+    { SESSION_KEYS: 'variant-test-key-0123456789abcdefghijklmnop', LOG_LEVEL: 'warn' },
+    { script: built.serverScript },
+  );
   killOnTeardown(t, server);
   const browser = new Browser(server.url);
 

@@ -73,7 +73,10 @@ async function startSession(t: ExecutionContext, page: Page, app: string): Promi
   const data = (await shownJson(page)) as { time: number };
   t.deepEqual(Object.keys(data), ['time'], '/get shows the session data: just the time');
   t.true(Number.isInteger(data.time), `time ${data.time} is whole seconds`);
-  t.true(data.time >= before - 2 && data.time <= after + 2, `time ${data.time} is the Unix time of /set (${before}..${after})`);
+  t.true(
+    data.time >= before - 2 && data.time <= after + 2,
+    `time ${data.time} is the Unix time of /set (${before}..${after})`,
+  );
   return data;
 }
 
@@ -89,7 +92,11 @@ test('walk-through in Chromium: /set, /get shows the time; after a restart on th
     t.truthy(cookie, `the browser holds the ${COOKIE} cookie`);
 
     // Stop the program (Ctrl+C) and start it again on the same port with the same keys.
-    t.is(await stop(first, 'SIGINT').then(() => first.exited), 0, `the server exits cleanly on SIGINT: ${first.stderr()}`);
+    t.is(
+      await stop(first, 'SIGINT').then(() => first.exited),
+      0,
+      `the server exits cleanly on SIGINT: ${first.stderr()}`,
+    );
     const port = new URL(app).port;
     const second = await startServer(t, { PORT: port });
     t.is(second.url, app, 'the restarted server listens on the same address');
@@ -211,7 +218,11 @@ async function victim(t: ExecutionContext): Promise<Victim> {
 }
 
 /** What the attacked request carried and what the server answered, for the assertions and the log. */
-async function describe(t: ExecutionContext, label: string, response: Response): Promise<{ status: number; setCookie: string | undefined }> {
+async function describe(
+  t: ExecutionContext,
+  label: string,
+  response: Response,
+): Promise<{ status: number; setCookie: string | undefined }> {
   const request = await response.request().allHeaders();
   const answer = await response.allHeaders();
   const reported = request['sec-fetch-site'] !== undefined;
@@ -226,16 +237,27 @@ async function describe(t: ExecutionContext, label: string, response: Response):
 }
 
 /** Back on the app: /get shows the same session as before, and the browser holds the same cookie. */
-async function assertSessionAlive(t: ExecutionContext, { app, context, page, data, cookie }: Victim, label: string): Promise<void> {
+async function assertSessionAlive(
+  t: ExecutionContext,
+  { app, context, page, data, cookie }: Victim,
+  label: string,
+): Promise<void> {
   t.is((await sessionCookie(context, app))?.value, cookie, `${label}: the browser still holds the same session cookie`);
   await visit(page, `${app}/get`);
   t.deepEqual(await shownJson(page), data, `${label}: /get shows the same session data as before (time ${data.time})`);
 }
 
 /** The refusal the app answers to a cross-site request that would change the session. */
-async function assertRefused(t: ExecutionContext, label: string, answer: { status: number; setCookie: string | undefined }): Promise<void> {
+async function assertRefused(
+  t: ExecutionContext,
+  label: string,
+  answer: { status: number; setCookie: string | undefined },
+): Promise<void> {
   t.is(answer.status, 403, `${label}: the app refuses it with 403`);
-  t.false((answer.setCookie ?? '').includes(`${COOKIE}=`), `${label}: the answer sets no session cookie (${answer.setCookie})`);
+  t.false(
+    (answer.setCookie ?? '').includes(`${COOKIE}=`),
+    `${label}: the answer sets no session cookie (${answer.setCookie})`,
+  );
 }
 
 test('Chromium, cross-site: a no-cors fetch of /del from another site leaves the session alive', (t) =>

@@ -9,8 +9,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { ConfigError, checkEnvFile, loadConfig, readEnvironment, redactUrl, SETTING_NAMES, StartupError } from '../config/index.ts';
-import { readBoolean, readChoice, readDuration, readInteger, readOptionalString, readString } from '../config/parsers.ts';
+import {
+  ConfigError,
+  checkEnvFile,
+  loadConfig,
+  readEnvironment,
+  redactUrl,
+  SETTING_NAMES,
+  StartupError,
+} from '../config/index.ts';
+import {
+  readBoolean,
+  readChoice,
+  readDuration,
+  readInteger,
+  readOptionalString,
+  readString,
+} from '../config/parsers.ts';
 
 const KEY = 'k'.repeat(32);
 /** The message loadConfig throws for this environment (fails the test when it does not throw). */
@@ -60,17 +75,31 @@ test('whole numbers: both bounds included, nothing else accepted', (t) => {
   t.is(read(' 7 '), 7);
   t.is(read('007'), 7);
   for (const bad of ['0', '11', '-1', '+5', '1.5', '1e1', '0x5', '5 5', 'five', '99999999999999999999']) {
-    t.throws(() => read(bad), { instanceOf: ConfigError, message: `N=${JSON.stringify(bad)} is not allowed: a whole number from 1 to 10` }, bad);
+    t.throws(
+      () => read(bad),
+      { instanceOf: ConfigError, message: `N=${JSON.stringify(bad)} is not allowed: a whole number from 1 to 10` },
+      bad,
+    );
   }
   t.is(readInteger({ N: '9007199254740991' }, 'N', 0, 0, Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
-  t.throws(() => readInteger({ N: '9007199254740992' }, 'N', 0, 0, Number.MAX_SAFE_INTEGER), { instanceOf: ConfigError }, 'not a safe integer');
+  t.throws(
+    () => readInteger({ N: '9007199254740992' }, 'N', 0, 0, Number.MAX_SAFE_INTEGER),
+    { instanceOf: ConfigError },
+    'not a safe integer',
+  );
   t.is(loadConfig({ PORT: '0' }).http.port, 0, 'port 0: any free port');
   t.is(loadConfig({ PORT: '65535' }).http.port, 65_535);
   t.is(errorFor({ PORT: '65536' }), 'PORT="65536" is not allowed: a whole number from 0 to 65535');
   t.is(loadConfig({ SESSION_MAX_ENTRIES: '1' }).session.maxEntries, 1);
   t.is(loadConfig({ SESSION_MAX_ENTRIES: '100000000' }).session.maxEntries, 100_000_000);
-  t.is(errorFor({ SESSION_MAX_ENTRIES: '100000001' }), 'SESSION_MAX_ENTRIES="100000001" is not allowed: a whole number from 1 to 100000000');
-  t.is(errorFor({ SESSION_MAX_ENTRIES: '0' }), 'SESSION_MAX_ENTRIES="0" is not allowed: a whole number from 1 to 100000000');
+  t.is(
+    errorFor({ SESSION_MAX_ENTRIES: '100000001' }),
+    'SESSION_MAX_ENTRIES="100000001" is not allowed: a whole number from 1 to 100000000',
+  );
+  t.is(
+    errorFor({ SESSION_MAX_ENTRIES: '0' }),
+    'SESSION_MAX_ENTRIES="0" is not allowed: a whole number from 1 to 100000000',
+  );
 });
 
 test('booleans: true/1/yes and false/0/no in any case, whole values only', (t) => {
@@ -78,7 +107,11 @@ test('booleans: true/1/yes and false/0/no in any case, whole values only', (t) =
   for (const value of ['true', 'TRUE', 'True', '1', 'yes', 'YES', ' yes ']) t.true(read(value), value);
   for (const value of ['false', 'FALSE', '0', 'no', 'No']) t.false(readBoolean({ B: value }, 'B', true), value);
   for (const bad of ['truee', 'atrue', 'yes please', 'nope', '01', '10', 'on', 'off', 'y', 'n']) {
-    t.throws(() => read(bad), { message: `B=${JSON.stringify(bad)} is not allowed: true or false (yes/no and 1/0 also work)` }, bad);
+    t.throws(
+      () => read(bad),
+      { message: `B=${JSON.stringify(bad)} is not allowed: true or false (yes/no and 1/0 also work)` },
+      bad,
+    );
   }
   t.true(loadConfig({ TRUST_PROXY: 'yes' }).http.trustProxy);
   t.false(loadConfig({}).http.trustProxy);
@@ -87,7 +120,9 @@ test('booleans: true/1/yes and false/0/no in any case, whole values only', (t) =
 test('choices: in any case, returned as listed; the error lists them all', (t) => {
   t.is(readChoice({ C: 'REDIS' }, 'C', 'memory', ['memory', 'redis'] as const), 'redis');
   t.is(readChoice({ C: ' Memory ' }, 'C', 'redis', ['memory', 'redis'] as const), 'memory');
-  t.throws(() => readChoice({ C: 'mem' }, 'C', 'memory', ['memory', 'redis'] as const), { message: 'C="mem" is not allowed: one of memory, redis' });
+  t.throws(() => readChoice({ C: 'mem' }, 'C', 'memory', ['memory', 'redis'] as const), {
+    message: 'C="mem" is not allowed: one of memory, redis',
+  });
   t.is(errorFor({ LOG_FORMAT: 'xml' }), 'LOG_FORMAT="xml" is not allowed: one of auto, json, pretty');
   t.is(loadConfig({ LOG_FORMAT: 'JSON', LOG_LEVEL: 'Silent' }).log.format, 'json');
   t.is(loadConfig({ LOG_LEVEL: 'Silent' }).log.level, 'silent');
@@ -110,7 +145,21 @@ test('durations: every unit in any case, 0 only where allowed, at most 365 days'
   t.is(read('0s', true), 0);
   const help = (minimum: string) =>
     `a duration of at least ${minimum} and at most 365d: milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)`;
-  for (const bad of ['0', '0ms', '366d', '31536000001', '8761h', '1.5s', '1 s', 's', '-1', '1w', '1sec', 'x1s', '1s1']) {
+  for (const bad of [
+    '0',
+    '0ms',
+    '366d',
+    '31536000001',
+    '8761h',
+    '1.5s',
+    '1 s',
+    's',
+    '-1',
+    '1w',
+    '1sec',
+    'x1s',
+    '1s1',
+  ]) {
     t.throws(() => read(bad), { message: `D=${JSON.stringify(bad)} is not allowed: ${help('1 ms')}` }, bad);
   }
   t.throws(() => read('366d', true), { message: `D="366d" is not allowed: ${help('0')}` });
@@ -131,7 +180,13 @@ test('every default, in one place', (t) => {
     shutdownTimeoutMs: 9_000,
   });
   t.deepEqual(config.log, { level: 'info', format: 'auto' });
-  t.like(config.session, { store: 'memory', maxAgeMs: 60_000, maxLifetimeMs: null, maxEntries: 100_000, keysAreEphemeral: true });
+  t.like(config.session, {
+    store: 'memory',
+    maxAgeMs: 60_000,
+    maxLifetimeMs: null,
+    maxEntries: 100_000,
+    keysAreEphemeral: true,
+  });
   t.deepEqual(config.session.cookie, { name: 'sid', secure: 'auto', sameSite: 'lax' });
   t.is(config.redis, null);
   t.false(config.production);
@@ -158,7 +213,16 @@ test('every default, in one place', (t) => {
 
 test('the config is frozen all the way down, warnings and keys included', (t) => {
   const config = loadConfig({ SESSION_KEYS: 'short,other', SESSION_STORE: 'redis' });
-  for (const part of [config, config.http, config.log, config.session, config.session.cookie, config.session.keys, config.warnings, config.redis]) {
+  for (const part of [
+    config,
+    config.http,
+    config.log,
+    config.session,
+    config.session.cookie,
+    config.session.keys,
+    config.warnings,
+    config.redis,
+  ]) {
     t.true(Object.isFrozen(part));
   }
 });
@@ -191,8 +255,14 @@ test('SESSION_KEYS: split on commas and trimmed; 32 characters is long enough; e
     errorFor({ ...production, SESSION_KEYS: `${KEY},${'s'.repeat(31)}` }),
     'SESSION_KEYS="<2 key(s) of 32, 31 characters>" is not allowed: every key at least 32 characters in production (NODE_ENV=production)',
   );
-  t.is(errorFor({ SESSION_KEYS: `${KEY}, ,x` }), 'SESSION_KEYS="<3 key(s) of 32, 0, 1 characters>" is not allowed: comma-separated keys, none of them empty');
-  t.is(errorFor({ SESSION_KEYS: ',' }), 'SESSION_KEYS="<2 key(s) of 0, 0 characters>" is not allowed: comma-separated keys, none of them empty');
+  t.is(
+    errorFor({ SESSION_KEYS: `${KEY}, ,x` }),
+    'SESSION_KEYS="<3 key(s) of 32, 0, 1 characters>" is not allowed: comma-separated keys, none of them empty',
+  );
+  t.is(
+    errorFor({ SESSION_KEYS: ',' }),
+    'SESSION_KEYS="<2 key(s) of 0, 0 characters>" is not allowed: comma-separated keys, none of them empty',
+  );
 
   const short = 'x'.repeat(31);
   t.deepEqual(loadConfig({ SESSION_KEYS: `${KEY},${short}` }).warnings, [
@@ -202,7 +272,11 @@ test('SESSION_KEYS: split on commas and trimmed; 32 characters is long enough; e
     'from .env',
     'SESSION_KEYS has a key shorter than 32 characters: fine for development, refused in production',
   ]);
-  t.deepEqual(loadConfig({ SESSION_KEYS: KEY }, ['from .env']).warnings, ['from .env'], 'earlier warnings lead, and stay');
+  t.deepEqual(
+    loadConfig({ SESSION_KEYS: KEY }, ['from .env']).warnings,
+    ['from .env'],
+    'earlier warnings lead, and stay',
+  );
 });
 
 test('cookie names: any RFC 6265 token; the __Host- and __Secure- prefixes in any case need Secure', (t) => {
@@ -223,9 +297,16 @@ test('cookie names: any RFC 6265 token; the __Host- and __Secure- prefixes in an
     errorFor({ SESSION_COOKIE_NAME: '__host-id', SESSION_COOKIE_SECURE: 'false' }),
     'SESSION_COOKIE_NAME="__host-id" is not allowed: a name starting with __Host- only together with SESSION_COOKIE_SECURE=true (browsers drop it otherwise)',
   );
-  t.is(loadConfig({ SESSION_COOKIE_NAME: '__host-id', SESSION_COOKIE_SECURE: 'TRUE' }).session.cookie.name, '__host-id');
+  t.is(
+    loadConfig({ SESSION_COOKIE_NAME: '__host-id', SESSION_COOKIE_SECURE: 'TRUE' }).session.cookie.name,
+    '__host-id',
+  );
   t.is(loadConfig({ SESSION_COOKIE_NAME: '_Host-id' }).session.cookie.name, '_Host-id', 'not the prefix');
-  t.is(loadConfig({ SESSION_COOKIE_NAME: 'x__Host-id' }).session.cookie.name, 'x__Host-id', 'a prefix only at the start');
+  t.is(
+    loadConfig({ SESSION_COOKIE_NAME: 'x__Host-id' }).session.cookie.name,
+    'x__Host-id',
+    'a prefix only at the start',
+  );
   t.is(loadConfig({ SESSION_COOKIE_SECURE: 'false' }).session.cookie.name, 'sid');
   t.is(loadConfig({ SESSION_COOKIE_SECURE: 'auto' }).session.cookie.name, 'sid');
 });
@@ -252,12 +333,26 @@ test('Redis settings: defaults, URL forms accepted and refused, password never s
     connectTimeoutMs: 5_000,
     commandTimeoutMs: 1_000,
   });
-  t.like(loadConfig({ SESSION_STORE: 'redis', REDIS_KEY_PREFIX: 'app:', REDIS_CONNECT_TIMEOUT: '2s', REDIS_COMMAND_TIMEOUT: '250ms' }).redis, {
-    keyPrefix: 'app:',
-    connectTimeoutMs: 2_000,
-    commandTimeoutMs: 250,
-  });
-  for (const url of ['redis://cache', 'rediss://user:pw@cache:6380', 'redis://cache/', 'redis://cache:6379/15', 'REDIS://cache/0']) {
+  t.like(
+    loadConfig({
+      SESSION_STORE: 'redis',
+      REDIS_KEY_PREFIX: 'app:',
+      REDIS_CONNECT_TIMEOUT: '2s',
+      REDIS_COMMAND_TIMEOUT: '250ms',
+    }).redis,
+    {
+      keyPrefix: 'app:',
+      connectTimeoutMs: 2_000,
+      commandTimeoutMs: 250,
+    },
+  );
+  for (const url of [
+    'redis://cache',
+    'rediss://user:pw@cache:6380',
+    'redis://cache/',
+    'redis://cache:6379/15',
+    'REDIS://cache/0',
+  ]) {
     t.is(loadConfig({ SESSION_STORE: 'redis', REDIS_URL: url }).redis?.url, url, url);
   }
   const allowed = 'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS';
@@ -270,10 +365,20 @@ test('Redis settings: defaults, URL forms accepted and refused, password never s
     ['https://u:secret@cache', 'https://u:***@cache'],
     ['no url at all', 'no url at all'],
   ]) {
-    t.is(errorFor({ SESSION_STORE: 'redis', REDIS_URL: url }), `REDIS_URL=${JSON.stringify(shown)} is not allowed: ${allowed}`, url);
+    t.is(
+      errorFor({ SESSION_STORE: 'redis', REDIS_URL: url }),
+      `REDIS_URL=${JSON.stringify(shown)} is not allowed: ${allowed}`,
+      url,
+    );
   }
-  t.is(errorFor({ SESSION_STORE: 'redis', REDIS_COMMAND_TIMEOUT: '0' }).split(':')[0], 'REDIS_COMMAND_TIMEOUT="0" is not allowed');
-  t.is(errorFor({ SESSION_STORE: 'redis', REDIS_CONNECT_TIMEOUT: '0' }).split(':')[0], 'REDIS_CONNECT_TIMEOUT="0" is not allowed');
+  t.is(
+    errorFor({ SESSION_STORE: 'redis', REDIS_COMMAND_TIMEOUT: '0' }).split(':')[0],
+    'REDIS_COMMAND_TIMEOUT="0" is not allowed',
+  );
+  t.is(
+    errorFor({ SESSION_STORE: 'redis', REDIS_CONNECT_TIMEOUT: '0' }).split(':')[0],
+    'REDIS_CONNECT_TIMEOUT="0" is not allowed',
+  );
 });
 
 test('redactUrl hides the password only', (t) => {
@@ -286,12 +391,28 @@ test('redactUrl hides the password only', (t) => {
 
 test('timeouts that contradict each other: the message shows what the operator wrote, or the default', (t) => {
   t.is(loadConfig({ HTTP_HEADERS_TIMEOUT: '30s' }).http.requestTimeoutMs, 30_000, 'equal is fine');
-  t.is(errorFor({ HTTP_HEADERS_TIMEOUT: '30001' }), 'HTTP_REQUEST_TIMEOUT="30000ms, the default" is not allowed: at least HTTP_HEADERS_TIMEOUT (30001)');
-  t.is(errorFor({ HTTP_REQUEST_TIMEOUT: ' 9s ' }), 'HTTP_REQUEST_TIMEOUT="9s" is not allowed: at least HTTP_HEADERS_TIMEOUT (10000ms, the default)');
+  t.is(
+    errorFor({ HTTP_HEADERS_TIMEOUT: '30001' }),
+    'HTTP_REQUEST_TIMEOUT="30000ms, the default" is not allowed: at least HTTP_HEADERS_TIMEOUT (30001)',
+  );
+  t.is(
+    errorFor({ HTTP_REQUEST_TIMEOUT: ' 9s ' }),
+    'HTTP_REQUEST_TIMEOUT="9s" is not allowed: at least HTTP_HEADERS_TIMEOUT (10000ms, the default)',
+  );
   t.is(loadConfig({ SHUTDOWN_DRAIN: '8999' }).http.shutdownDrainMs, 8_999, 'just under the timeout');
-  t.is(errorFor({ SHUTDOWN_DRAIN: '9s' }), 'SHUTDOWN_DRAIN="9s" is not allowed: less than SHUTDOWN_TIMEOUT (9000ms, the default)');
-  t.is(errorFor({ NODE_ENV: 'production', SHUTDOWN_TIMEOUT: '5s' }), 'SHUTDOWN_DRAIN="5000ms, the default" is not allowed: less than SHUTDOWN_TIMEOUT (5s)');
-  t.is(errorFor({ SHUTDOWN_DRAIN: '10s', SHUTDOWN_TIMEOUT: '11s', HTTP_HEADERS_TIMEOUT: '1m' }).split('=')[0], 'HTTP_REQUEST_TIMEOUT', 'in order');
+  t.is(
+    errorFor({ SHUTDOWN_DRAIN: '9s' }),
+    'SHUTDOWN_DRAIN="9s" is not allowed: less than SHUTDOWN_TIMEOUT (9000ms, the default)',
+  );
+  t.is(
+    errorFor({ NODE_ENV: 'production', SHUTDOWN_TIMEOUT: '5s' }),
+    'SHUTDOWN_DRAIN="5000ms, the default" is not allowed: less than SHUTDOWN_TIMEOUT (5s)',
+  );
+  t.is(
+    errorFor({ SHUTDOWN_DRAIN: '10s', SHUTDOWN_TIMEOUT: '11s', HTTP_HEADERS_TIMEOUT: '1m' }).split('=')[0],
+    'HTTP_REQUEST_TIMEOUT',
+    'in order',
+  );
 });
 
 test('the .env check: comments, blanks, export, CRLF, quoted values over several lines', (t) => {
@@ -331,24 +452,66 @@ test('the .env check: comments, blanks, export, CRLF, quoted values over several
     'a quoted value ends at its closing quote even with a comment after it (as Node reads it)',
   );
   const oddExport = '.env line 1: write "export NAME=value" with a single space, or Node may read another name';
-  t.deepEqual(checkEnvFile('export\tPORT=8200', SETTING_NAMES), [oddExport], 'Node reads a variable named "export<tab>PORT"');
+  t.deepEqual(
+    checkEnvFile('export\tPORT=8200', SETTING_NAMES),
+    [oddExport],
+    'Node reads a variable named "export<tab>PORT"',
+  );
   t.deepEqual(checkEnvFile('export  PORT=8200', SETTING_NAMES), [oddExport], 'Node 20 reads " PORT", Node 24 PORT');
-  t.deepEqual(checkEnvFile('export PORT=8200\n  export SESSION_STORE=memory', SETTING_NAMES), [], 'one space: as Node reads it');
-  t.deepEqual(checkEnvFile('HOST=export\tlocalhost\nLOG_LEVEL=export  info', SETTING_NAMES), [], 'only an export at the start of a line counts');
+  t.deepEqual(
+    checkEnvFile('export PORT=8200\n  export SESSION_STORE=memory', SETTING_NAMES),
+    [],
+    'one space: as Node reads it',
+  );
+  t.deepEqual(
+    checkEnvFile('HOST=export\tlocalhost\nLOG_LEVEL=export  info', SETTING_NAMES),
+    [],
+    'only an export at the start of a line counts',
+  );
 });
 
 test('the .env check: unknown names get the closest setting within two edits, or a hint for our prefixes', (t) => {
   const names = ['SESSION_STORE', 'SESSION_STOKE_X', 'PORT'];
   t.deepEqual(checkEnvFile('PORT=1', names), [], 'known');
-  t.deepEqual(checkEnvFile('port=1', names), ['.env line 1: port is not a setting of this app; did you mean PORT?'], 'case aside');
-  t.deepEqual(checkEnvFile('POT=1', names), ['.env line 1: POT is not a setting of this app; did you mean PORT?'], 'one deletion');
-  t.deepEqual(checkEnvFile('PORTTT=1', names), ['.env line 1: PORTTT is not a setting of this app; did you mean PORT?'], 'two insertions');
-  t.deepEqual(checkEnvFile('PXRY=1', names), ['.env line 1: PXRY is not a setting of this app; did you mean PORT?'], 'two substitutions');
+  t.deepEqual(
+    checkEnvFile('port=1', names),
+    ['.env line 1: port is not a setting of this app; did you mean PORT?'],
+    'case aside',
+  );
+  t.deepEqual(
+    checkEnvFile('POT=1', names),
+    ['.env line 1: POT is not a setting of this app; did you mean PORT?'],
+    'one deletion',
+  );
+  t.deepEqual(
+    checkEnvFile('PORTTT=1', names),
+    ['.env line 1: PORTTT is not a setting of this app; did you mean PORT?'],
+    'two insertions',
+  );
+  t.deepEqual(
+    checkEnvFile('PXRY=1', names),
+    ['.env line 1: PXRY is not a setting of this app; did you mean PORT?'],
+    'two substitutions',
+  );
   t.deepEqual(checkEnvFile('PORTTTT=1', names), [], 'three edits: not a typo of ours');
-  t.deepEqual(checkEnvFile('SESSION_STOKE=1', names), ['.env line 1: SESSION_STOKE is not a setting of this app; did you mean SESSION_STORE?'], 'the closest');
-  t.deepEqual(checkEnvFile('SESSION_STOKE_=1', names), ['.env line 1: SESSION_STOKE_ is not a setting of this app; did you mean SESSION_STOKE_X?']);
-  t.deepEqual(checkEnvFile('POST=1', ['PORT', 'HOST']), ['.env line 1: POST is not a setting of this app; did you mean PORT?'], 'a tie: the first listed');
-  t.deepEqual(checkEnvFile('POST=1', ['HOST', 'PORT']), ['.env line 1: POST is not a setting of this app; did you mean HOST?'], 'a tie: the first listed');
+  t.deepEqual(
+    checkEnvFile('SESSION_STOKE=1', names),
+    ['.env line 1: SESSION_STOKE is not a setting of this app; did you mean SESSION_STORE?'],
+    'the closest',
+  );
+  t.deepEqual(checkEnvFile('SESSION_STOKE_=1', names), [
+    '.env line 1: SESSION_STOKE_ is not a setting of this app; did you mean SESSION_STOKE_X?',
+  ]);
+  t.deepEqual(
+    checkEnvFile('POST=1', ['PORT', 'HOST']),
+    ['.env line 1: POST is not a setting of this app; did you mean PORT?'],
+    'a tie: the first listed',
+  );
+  t.deepEqual(
+    checkEnvFile('POST=1', ['HOST', 'PORT']),
+    ['.env line 1: POST is not a setting of this app; did you mean HOST?'],
+    'a tie: the first listed',
+  );
   const ours = ['SESSION_COLOR', 'REDIS_DB', 'HTTP_PORT_NUMBER', 'LOG_FILE', 'SHUTDOWN_GRACE'];
   t.deepEqual(
     checkEnvFile(ours.map((name) => `${name}=1`).join('\n'), SETTING_NAMES),
@@ -369,7 +532,9 @@ test('readEnvironment: no file, no warnings; a file is loaded under the environm
   const read = readEnvironment([...SETTING_NAMES, name], file);
   t.is(read.env, process.env);
   t.is(process.env[name], 'from-file');
-  t.deepEqual(read.warnings, [`${file} line 2: SESION_STORE is not a setting of this app; did you mean SESSION_STORE?`]);
+  t.deepEqual(read.warnings, [
+    `${file} line 2: SESION_STORE is not a setting of this app; did you mean SESSION_STORE?`,
+  ]);
 });
 
 test('readEnvironment without a file name reads .env in the working directory', async (t) => {
@@ -384,10 +549,17 @@ test('readEnvironment without a file name reads .env in the working directory', 
     'console.log(JSON.stringify({ port: process.env.PORT ?? null, warnings }));',
   ].join('\n');
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'PORT'));
-  const { stdout } = await promisify(execFile)(process.execPath, [`--import=${import.meta.resolve('tsx')}`, '--input-type=module', '--eval', script], {
-    cwd: dir,
-    env,
-    timeout: 20_000,
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [`--import=${import.meta.resolve('tsx')}`, '--input-type=module', '--eval', script],
+    {
+      cwd: dir,
+      env,
+      timeout: 20_000,
+    },
+  );
+  t.deepEqual(JSON.parse(stdout), {
+    port: '8321',
+    warnings: ['.env line 2: PROT is not a setting of this app; did you mean PORT?'],
   });
-  t.deepEqual(JSON.parse(stdout), { port: '8321', warnings: ['.env line 2: PROT is not a setting of this app; did you mean PORT?'] });
 });

@@ -22,15 +22,60 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   'PORT not a number': { env: { PORT: 'http' }, variable: 'PORT', shows: '"http"', allowed: /0 to 65535/ },
   'PORT negative': { env: { PORT: '-1' }, variable: 'PORT', shows: '"-1"', allowed: /0 to 65535/ },
   'PORT out of range': { env: { PORT: '65536' }, variable: 'PORT', shows: '"65536"', allowed: /0 to 65535/ },
-  'SESSION_MAX_AGE not a duration': { env: { SESSION_MAX_AGE: 'soon' }, variable: 'SESSION_MAX_AGE', shows: '"soon"', allowed: /90s, 1m, 2h/ },
-  'SESSION_MAX_AGE negative': { env: { SESSION_MAX_AGE: '-5s' }, variable: 'SESSION_MAX_AGE', shows: '"-5s"', allowed: /at least 1 ms/ },
-  'SESSION_MAX_AGE zero': { env: { SESSION_MAX_AGE: '0' }, variable: 'SESSION_MAX_AGE', shows: '"0"', allowed: /at least 1 ms/ },
-  'SESSION_MAX_AGE unknown unit': { env: { SESSION_MAX_AGE: '3w' }, variable: 'SESSION_MAX_AGE', shows: '"3w"', allowed: /ms, s, m, h or d/ },
-  'SESSION_MAX_AGE too long': { env: { SESSION_MAX_AGE: '400d' }, variable: 'SESSION_MAX_AGE', shows: '"400d"', allowed: /365d/ },
-  'SESSION_MAX_LIFETIME not a duration': { env: { SESSION_MAX_LIFETIME: '1 hour' }, variable: 'SESSION_MAX_LIFETIME', shows: '"1 hour"', allowed: /duration/ },
-  'SESSION_MAX_ENTRIES zero': { env: { SESSION_MAX_ENTRIES: '0' }, variable: 'SESSION_MAX_ENTRIES', shows: '"0"', allowed: /1 to 100000000/ },
-  'SESSION_MAX_ENTRIES fractional': { env: { SESSION_MAX_ENTRIES: '1.5' }, variable: 'SESSION_MAX_ENTRIES', shows: '"1.5"', allowed: /whole number/ },
-  'SESSION_STORE unknown': { env: { SESSION_STORE: 'mongo' }, variable: 'SESSION_STORE', shows: '"mongo"', allowed: /memory, redis/ },
+  'SESSION_MAX_AGE not a duration': {
+    env: { SESSION_MAX_AGE: 'soon' },
+    variable: 'SESSION_MAX_AGE',
+    shows: '"soon"',
+    allowed: /90s, 1m, 2h/,
+  },
+  'SESSION_MAX_AGE negative': {
+    env: { SESSION_MAX_AGE: '-5s' },
+    variable: 'SESSION_MAX_AGE',
+    shows: '"-5s"',
+    allowed: /at least 1 ms/,
+  },
+  'SESSION_MAX_AGE zero': {
+    env: { SESSION_MAX_AGE: '0' },
+    variable: 'SESSION_MAX_AGE',
+    shows: '"0"',
+    allowed: /at least 1 ms/,
+  },
+  'SESSION_MAX_AGE unknown unit': {
+    env: { SESSION_MAX_AGE: '3w' },
+    variable: 'SESSION_MAX_AGE',
+    shows: '"3w"',
+    allowed: /ms, s, m, h or d/,
+  },
+  'SESSION_MAX_AGE too long': {
+    env: { SESSION_MAX_AGE: '400d' },
+    variable: 'SESSION_MAX_AGE',
+    shows: '"400d"',
+    allowed: /365d/,
+  },
+  'SESSION_MAX_LIFETIME not a duration': {
+    env: { SESSION_MAX_LIFETIME: '1 hour' },
+    variable: 'SESSION_MAX_LIFETIME',
+    shows: '"1 hour"',
+    allowed: /duration/,
+  },
+  'SESSION_MAX_ENTRIES zero': {
+    env: { SESSION_MAX_ENTRIES: '0' },
+    variable: 'SESSION_MAX_ENTRIES',
+    shows: '"0"',
+    allowed: /1 to 100000000/,
+  },
+  'SESSION_MAX_ENTRIES fractional': {
+    env: { SESSION_MAX_ENTRIES: '1.5' },
+    variable: 'SESSION_MAX_ENTRIES',
+    shows: '"1.5"',
+    allowed: /whole number/,
+  },
+  'SESSION_STORE unknown': {
+    env: { SESSION_STORE: 'mongo' },
+    variable: 'SESSION_STORE',
+    shows: '"mongo"',
+    allowed: /memory, redis/,
+  },
   'SESSION_KEYS missing in production': {
     env: { NODE_ENV: 'production', SESSION_KEYS: '' },
     variable: 'SESSION_KEYS',
@@ -73,16 +118,36 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
     shows: '"none"',
     allowed: /SESSION_COOKIE_SECURE=true/,
   },
-  'TRUST_PROXY not a boolean': { env: { TRUST_PROXY: 'perhaps' }, variable: 'TRUST_PROXY', shows: '"perhaps"', allowed: /true or false/ },
-  'LOG_LEVEL unknown': { env: { LOG_LEVEL: 'verbose' }, variable: 'LOG_LEVEL', shows: '"verbose"', allowed: /debug, info, warn, error, silent/ },
-  'HTTP_HEADERS_TIMEOUT not a duration': { env: { HTTP_HEADERS_TIMEOUT: 'never' }, variable: 'HTTP_HEADERS_TIMEOUT', shows: '"never"', allowed: /duration/ },
+  'TRUST_PROXY not a boolean': {
+    env: { TRUST_PROXY: 'perhaps' },
+    variable: 'TRUST_PROXY',
+    shows: '"perhaps"',
+    allowed: /true or false/,
+  },
+  'LOG_LEVEL unknown': {
+    env: { LOG_LEVEL: 'verbose' },
+    variable: 'LOG_LEVEL',
+    shows: '"verbose"',
+    allowed: /debug, info, warn, error, silent/,
+  },
+  'HTTP_HEADERS_TIMEOUT not a duration': {
+    env: { HTTP_HEADERS_TIMEOUT: 'never' },
+    variable: 'HTTP_HEADERS_TIMEOUT',
+    shows: '"never"',
+    allowed: /duration/,
+  },
   'HTTP_REQUEST_TIMEOUT below the headers timeout': {
     env: { HTTP_HEADERS_TIMEOUT: '10s', HTTP_REQUEST_TIMEOUT: '5s' },
     variable: 'HTTP_REQUEST_TIMEOUT',
     shows: '"5s"',
     allowed: /at least HTTP_HEADERS_TIMEOUT/,
   },
-  'HTTP_KEEP_ALIVE_TIMEOUT zero': { env: { HTTP_KEEP_ALIVE_TIMEOUT: '0' }, variable: 'HTTP_KEEP_ALIVE_TIMEOUT', shows: '"0"', allowed: /at least 1 ms/ },
+  'HTTP_KEEP_ALIVE_TIMEOUT zero': {
+    env: { HTTP_KEEP_ALIVE_TIMEOUT: '0' },
+    variable: 'HTTP_KEEP_ALIVE_TIMEOUT',
+    shows: '"0"',
+    allowed: /at least 1 ms/,
+  },
   'SESSION_KEYS too short with NODE_ENV=staging': {
     env: { NODE_ENV: 'staging', SESSION_KEYS: 'q7z!' },
     variable: 'SESSION_KEYS',
@@ -113,7 +178,12 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
     shows: '"5s"',
     allowed: /less than SHUTDOWN_TIMEOUT \(5s\)/,
   },
-  'SHUTDOWN_TIMEOUT not a duration': { env: { SHUTDOWN_TIMEOUT: 'later' }, variable: 'SHUTDOWN_TIMEOUT', shows: '"later"', allowed: /duration/ },
+  'SHUTDOWN_TIMEOUT not a duration': {
+    env: { SHUTDOWN_TIMEOUT: 'later' },
+    variable: 'SHUTDOWN_TIMEOUT',
+    shows: '"later"',
+    allowed: /duration/,
+  },
   'REDIS_URL not a Redis URL': {
     env: { SESSION_STORE: 'redis', REDIS_URL: 'http://user:hunter2@cache:6379' },
     variable: 'REDIS_URL',
@@ -147,11 +217,15 @@ for (const [name, bad] of Object.entries(BAD_SETTINGS)) {
     t.not(code, 0, 'non-zero exit');
     const stderr = server.stderr();
     assertOneLineNoStack(t, stderr);
-    t.true(stderr.includes(`${bad.variable}=`) || stderr.includes(`${bad.variable} `), `names ${bad.variable}: ${stderr}`);
+    t.true(
+      stderr.includes(`${bad.variable}=`) || stderr.includes(`${bad.variable} `),
+      `names ${bad.variable}: ${stderr}`,
+    );
     t.true(stderr.includes(bad.shows), `shows the value ${bad.shows}: ${stderr}`);
     t.regex(stderr, bad.allowed, 'says what is allowed');
     t.notRegex(stderr, /hunter2/, 'never prints a password');
-    for (const key of env.SESSION_KEYS.split(',').filter((key) => key !== '')) t.false(stderr.includes(key), 'never prints a signing key');
+    for (const key of env.SESSION_KEYS.split(',').filter((key) => key !== ''))
+      t.false(stderr.includes(key), 'never prints a signing key');
     t.is(server.stdout(), '', 'nothing was served or logged');
   });
 }
@@ -178,7 +252,11 @@ test("defaults: the seed's port and one-minute max age, memory store, safe cooki
   t.true(config.session.keysAreEphemeral);
   t.deepEqual(config.session.cookie, { name: 'sid', secure: 'auto', sameSite: 'lax' });
   t.is(config.http.shutdownDrainMs, 0, 'no drain in development');
-  t.is(loadConfig({ NODE_ENV: 'production', SESSION_KEYS: TEST_KEY }).http.shutdownDrainMs, 5_000, 'a 5 s drain in production');
+  t.is(
+    loadConfig({ NODE_ENV: 'production', SESSION_KEYS: TEST_KEY }).http.shutdownDrainMs,
+    5_000,
+    'a 5 s drain in production',
+  );
   t.is(config.http.shutdownTimeoutMs, 9_000);
   t.false(config.production);
   t.true(Object.isFrozen(config) && Object.isFrozen(config.session.cookie), 'frozen all the way down');
@@ -202,7 +280,10 @@ test('a .env file in the working directory is read, and the environment wins ove
   t.regex(fromFile.stderr(), /SESSION_STORE="mongo"/, 'the file was read');
 
   // startServerProcess fails the test if the server exits instead of listening.
-  const overridden = await startServerProcess({ SESSION_KEYS: TEST_KEY, SESSION_MAX_AGE: '90s' }, { dotEnv: 'SESSION_MAX_AGE=soon\n' });
+  const overridden = await startServerProcess(
+    { SESSION_KEYS: TEST_KEY, SESSION_MAX_AGE: '90s' },
+    { dotEnv: 'SESSION_MAX_AGE=soon\n' },
+  );
   killOnTeardown(t, overridden);
   t.pass('SESSION_MAX_AGE=90s from the environment beat the bad value in the file');
   overridden.child.kill('SIGTERM');
@@ -211,9 +292,13 @@ test('a .env file in the working directory is read, and the environment wins ove
 
 test('production rules unless NODE_ENV is unset, development or test', (t) => {
   const production = (NODE_ENV: string | undefined) => loadConfig({ NODE_ENV, SESSION_KEYS: TEST_KEY }).production;
-  for (const value of [undefined, '', 'development', 'test']) t.false(production(value), `NODE_ENV=${value}: development rules`);
-  for (const value of ['production', 'Production', 'PRODUCTION', 'staging', 'prod', 'dev']) t.true(production(value), `NODE_ENV=${value}: production rules`);
-  const refused = t.throws(() => loadConfig({ NODE_ENV: 'staging', SESSION_KEYS: 'sh0rt-k3y' }), { message: /SESSION_KEYS/ });
+  for (const value of [undefined, '', 'development', 'test'])
+    t.false(production(value), `NODE_ENV=${value}: development rules`);
+  for (const value of ['production', 'Production', 'PRODUCTION', 'staging', 'prod', 'dev'])
+    t.true(production(value), `NODE_ENV=${value}: production rules`);
+  const refused = t.throws(() => loadConfig({ NODE_ENV: 'staging', SESSION_KEYS: 'sh0rt-k3y' }), {
+    message: /SESSION_KEYS/,
+  });
   t.false(refused?.message.includes('sh0rt-k3y'), 'the error does not show the key');
 });
 
@@ -228,9 +313,18 @@ test('a short key in development is accepted with a warning; a long one without'
 
 test('SESSION_COOKIE_SECURE=true makes the default cookie name __Host-sid', (t) => {
   t.is(loadConfig({ SESSION_COOKIE_SECURE: 'true' }).session.cookie.name, '__Host-sid');
-  t.is(loadConfig({ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_NAME: 'app' }).session.cookie.name, 'app', 'an explicit name wins');
-  t.is(loadConfig({ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_NAME: '__Secure-app' }).session.cookie.name, '__Secure-app');
-  t.throws(() => loadConfig({ SESSION_COOKIE_SECURE: 'auto', SESSION_COOKIE_NAME: '__Secure-app' }), { message: /SESSION_COOKIE_SECURE=true/ });
+  t.is(
+    loadConfig({ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_NAME: 'app' }).session.cookie.name,
+    'app',
+    'an explicit name wins',
+  );
+  t.is(
+    loadConfig({ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_NAME: '__Secure-app' }).session.cookie.name,
+    '__Secure-app',
+  );
+  t.throws(() => loadConfig({ SESSION_COOKIE_SECURE: 'auto', SESSION_COOKIE_NAME: '__Secure-app' }), {
+    message: /SESSION_COOKIE_SECURE=true/,
+  });
   t.is(loadConfig({ SHUTDOWN_DRAIN: '0' }).http.shutdownDrainMs, 0, 'a drain of 0 switches it off');
 });
 
@@ -254,7 +348,10 @@ test('a .env line that is not NAME=value, and a name that looks like a setting, 
 });
 
 test('the server prints the .env warnings at start, one line each, and still starts', async (t) => {
-  const server = await startServerProcess({ SESSION_KEYS: TEST_KEY, LOG_FORMAT: 'json' }, { dotEnv: 'SESION_MAX_AGE=5s\nPORT 8200\n' });
+  const server = await startServerProcess(
+    { SESSION_KEYS: TEST_KEY, LOG_FORMAT: 'json' },
+    { dotEnv: 'SESION_MAX_AGE=5s\nPORT 8200\n' },
+  );
   t.teardown(() => server.child.kill('SIGKILL'));
   const warnings = server
     .stdout()
@@ -264,7 +361,10 @@ test('the server prints the .env warnings at start, one line each, and still sta
     .filter((line) => line.level === 'warn');
   t.deepEqual(
     warnings.map((line) => line.msg),
-    ['.env line 1: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?', '.env line 2 is not NAME=value and is ignored: "PORT 8200"'],
+    [
+      '.env line 1: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?',
+      '.env line 2 is not NAME=value and is ignored: "PORT 8200"',
+    ],
   );
 });
 

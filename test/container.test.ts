@@ -33,15 +33,19 @@ function dockerfileEnv(): Record<string, string> {
 
 /** Node 24's binary: this one when it strips types itself, else the npm registry's node@24 package. */
 async function node24(): Promise<string> {
-  if ((process.features as { typescript?: string }).typescript && process.versions.node.startsWith('24.')) return process.execPath;
-  const { stdout } = await run('npm', ['exec', '--yes', '--package=node@24', '--', 'node', '-p', 'process.execPath'], { timeout: 120_000 });
+  if ((process.features as { typescript?: string }).typescript && process.versions.node.startsWith('24.'))
+    return process.execPath;
+  const { stdout } = await run('npm', ['exec', '--yes', '--package=node@24', '--', 'node', '-p', 'process.execPath'], {
+    timeout: 120_000,
+  });
   return stdout.trim();
 }
 
 test('the Dockerfile: production-only install, its CMD under Node 24 serves /set and /get, its HEALTHCHECK passes, SIGTERM exits 0', async (t) => {
   const app = mkdtempSync(join(tmpdir(), 'koa-session-test-image-'));
   t.teardown(() => rmSync(app, { recursive: true, force: true }));
-  for (const path of ['package.json', 'package-lock.json', 'app', 'config']) cpSync(new URL(path, root), join(app, path), { recursive: true });
+  for (const path of ['package.json', 'package-lock.json', 'app', 'config'])
+    cpSync(new URL(path, root), join(app, path), { recursive: true });
   await run('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app, timeout: 180_000 });
   t.false(existsSync(join(app, 'node_modules', 'tsx')), 'no TypeScript loader installed');
   t.false(existsSync(join(app, 'node_modules', 'typescript')), 'no development dependency installed');
@@ -54,7 +58,14 @@ test('the Dockerfile: production-only install, its CMD under Node 24 serves /set
   // Loopback only here (a test never listens beyond this machine), and port 0: the kernel picks a
   // free port, which the server's own "listening on" line names (no port guessed beforehand that
   // another process could take); the rest as the image sets it.
-  const childEnv = { ...env, HOST: '127.0.0.1', PORT: '0', SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', PATH: process.env.PATH };
+  const childEnv = {
+    ...env,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: '200ms',
+    PATH: process.env.PATH,
+  };
   const server = spawn(node, args, { cwd: app, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => server.kill('SIGKILL'));
   let output = '';
@@ -62,7 +73,8 @@ test('the Dockerfile: production-only install, its CMD under Node 24 serves /set
   server.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const exited = once(server, 'close');
   const deadline = Date.now() + 20_000;
-  while (!output.includes('listening on') && server.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  while (!output.includes('listening on') && server.exitCode === null && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
   const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
   t.truthy(port, output);
   t.notRegex(output, /ExperimentalWarning|tsx/, 'Node runs the TypeScript itself, without a warning');

@@ -35,13 +35,15 @@ test('cookie name and SameSite come from the settings', async (t) => {
 
 test('behind a trusted TLS proxy the cookie is Secure (SESSION_COOKIE_SECURE=auto)', async (t) => {
   const app = await appForTest(t, { TRUST_PROXY: 'true' });
-  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } })).setCookies;
+  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } }))
+    .setCookies;
   t.regex(cookie, /; secure/i);
 });
 
 test('X-Forwarded-Proto from an untrusted client does not make the cookie Secure', async (t) => {
   const app = await appForTest(t);
-  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } })).setCookies;
+  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } }))
+    .setCookies;
   t.notRegex(cookie, /; secure/i);
 });
 
@@ -74,7 +76,8 @@ async function establishedCookie(t: ExecutionContext, app: RunningApp): Promise<
 const hostileCookies: Record<string, (good: string) => string> = {
   'tampered signature': (good) => good.slice(0, -2) + (good.endsWith('AA') ? 'BB' : 'AA'),
   'tampered id': (good) => (good[0] === 'a' ? 'b' : 'a') + good.slice(1),
-  'tampered issue time': (good) => good.replace(/\.([0-9a-z]+)\./, (_, issued: string) => `.${(Number.parseInt(issued, 36) + 1).toString(36)}.`),
+  'tampered issue time': (good) =>
+    good.replace(/\.([0-9a-z]+)\./, (_, issued: string) => `.${(Number.parseInt(issued, 36) + 1).toString(36)}.`),
   unsigned: (good) => sessionIdOf(good)!,
   'signed with another key': (good) => {
     const [id, issued] = good.split('.');
@@ -111,10 +114,22 @@ for (const [kind, makeCookie] of Object.entries(hostileCookies)) {
     t.truthy(issued, 'a new session cookie is issued');
     t.not(issued, sessionIdOf(hostile), 'the id the client offered is never adopted');
     t.not(issued, goodId);
-    t.deepEqual(storedIds(app), [goodId, issued!].sort(), 'the store holds the genuine session and the new one, nothing under an offered id');
+    t.deepEqual(
+      storedIds(app),
+      [goodId, issued!].sort(),
+      'the store holds the genuine session and the new one, nothing under an offered id',
+    );
     t.is(await app.store.get(goodId, TTL_MS), goodStored, 'the genuine session was not written to');
-    t.deepEqual(Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS))!)), ['time', '_session'], 'the new session holds what /set stored');
-    t.deepEqual(await new Browser(app.url).json('/get', { headers: { cookie: `sid=${good}` } }), { time: 1 }, 'the genuine cookie still opens its session');
+    t.deepEqual(
+      Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS))!)),
+      ['time', '_session'],
+      'the new session holds what /set stored',
+    );
+    t.deepEqual(
+      await new Browser(app.url).json('/get', { headers: { cookie: `sid=${good}` } }),
+      { time: 1 },
+      'the genuine cookie still opens its session',
+    );
   });
 }
 
@@ -122,19 +137,31 @@ test('the verified-cookie cache: tampered variants miss it whether they come aft
   // One app (one signer, one cache) for every variant, so each meets a cache holding the genuine cookie.
   const app = await appForTest(t);
   const good = await establishedCookie(t, app);
-  const variants = Object.entries(hostileCookies).filter(([kind]) => kind.startsWith('tampered') || kind === 'signed with another key' || kind === 'unsigned');
+  const variants = Object.entries(hostileCookies).filter(
+    ([kind]) => kind.startsWith('tampered') || kind === 'signed with another key' || kind === 'unsigned',
+  );
   const read = async (value: string) => new Browser(app.url).request('/get', { headers: { cookie: `sid=${value}` } });
   for (const [kind, makeCookie] of variants) {
     t.is((await read(makeCookie(good))).body, '{}', `${kind}, after the genuine cookie: refused`);
-    t.deepEqual(Object.keys(JSON.parse((await read(good)).body)), ['time'], `the genuine cookie, after ${kind}: still accepted`);
+    t.deepEqual(
+      Object.keys(JSON.parse((await read(good)).body)),
+      ['time'],
+      `the genuine cookie, after ${kind}: still accepted`,
+    );
   }
   // A fresh session whose tampered variants arrive before its genuine cookie is ever read.
   const browser = new Browser(app.url);
   await browser.request('/set');
   const fresh = browser.cookies.get('sid')!;
-  for (const [kind, makeCookie] of variants) t.is((await read(makeCookie(fresh))).body, '{}', `${kind}, before the genuine cookie: refused`);
-  t.deepEqual(Object.keys(JSON.parse((await read(fresh)).body)), ['time'], 'the genuine cookie, after its tampered variants: accepted');
-  for (const [kind, makeCookie] of variants) t.is((await read(makeCookie(fresh))).body, '{}', `${kind}, once the genuine cookie is cached: refused`);
+  for (const [kind, makeCookie] of variants)
+    t.is((await read(makeCookie(fresh))).body, '{}', `${kind}, before the genuine cookie: refused`);
+  t.deepEqual(
+    Object.keys(JSON.parse((await read(fresh)).body)),
+    ['time'],
+    'the genuine cookie, after its tampered variants: accepted',
+  );
+  for (const [kind, makeCookie] of variants)
+    t.is((await read(makeCookie(fresh))).body, '{}', `${kind}, once the genuine cookie is cached: refused`);
 });
 
 test('a correctly signed cookie for an id the store does not know is not adopted', async (t) => {
@@ -151,7 +178,11 @@ test('a correctly signed cookie for an id the store does not know is not adopted
     t.not(issued, id, `${id} is not adopted`);
     newIds.push(issued!);
     t.is(await app.store.get(id, TTL_MS), undefined, `${id}: nothing is stored under the forged id`);
-    t.deepEqual(Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS)) ?? '{}')), ['time', '_session'], `${id}: the new session is stored`);
+    t.deepEqual(
+      Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS)) ?? '{}')),
+      ['time', '_session'],
+      `${id}: the new session is stored`,
+    );
   }
   t.deepEqual(storedIds(app), newIds.sort(), 'the store holds the new sessions and nothing else');
 });
@@ -179,7 +210,11 @@ test('key rotation: a cookie signed with an older key still works and is re-sign
   const newOnly = await appForTest(t, { SESSION_KEYS: newKey }, { store, keepStore: true });
   const later = new Browser(newOnly.url);
   later.cookies.set('sid', resigned!);
-  t.deepEqual(Object.keys(await later.json('/get')), ['time'], 'the re-signed cookie works once the old key is retired');
+  t.deepEqual(
+    Object.keys(await later.json('/get')),
+    ['time'],
+    'the re-signed cookie works once the old key is retired',
+  );
   const stale = new Browser(newOnly.url);
   stale.cookies.set('sid', oldCookie);
   t.deepEqual(await stale.json('/get'), {}, 'a cookie signed only by a retired key is refused');

@@ -7,7 +7,9 @@ import test from 'ava';
 import { appForTest } from './helpers/app.ts';
 import { Browser, cookieValue } from './helpers/browser.ts';
 
-const crossSite = (cookie: string) => ({ headers: { cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' } });
+const crossSite = (cookie: string) => ({
+  headers: { cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' },
+});
 
 test('/set and /del from another site get 403 with a short JSON body, and touch neither session nor cookie', async (t) => {
   const app = await appForTest(t);
@@ -24,7 +26,11 @@ test('/set and /del from another site get 403 with a short JSON body, and touch 
       t.is(answer.status, 403, `${method} ${path}`);
       t.deepEqual(JSON.parse(answer.body), { error: 'Forbidden', message: 'Another site cannot change this session.' });
       t.deepEqual(answer.setCookies, [], 'no cookie, not even a clearing one');
-      t.is(answer.headers.get('cache-control'), 'no-store', 'and no cache may keep the refusal (it answers a request with a cookie)');
+      t.is(
+        answer.headers.get('cache-control'),
+        'no-store',
+        'and no cache may keep the refusal (it answers a request with a cookie)',
+      );
     }
   }
   t.deepEqual((app.store as unknown as { stats: Record<string, number> }).stats, calls, 'the store was not even read');
@@ -67,9 +73,16 @@ test('a route mounted with session.change is refused cross-site too', async (t) 
       },
     },
   );
-  const answer = await new Browser(app.url).request('/login', { method: 'POST', headers: { 'sec-fetch-site': 'cross-site' } });
+  const answer = await new Browser(app.url).request('/login', {
+    method: 'POST',
+    headers: { 'sec-fetch-site': 'cross-site' },
+  });
   t.is(answer.status, 403);
-  t.is((await new Browser(app.url).request('/login', { method: 'POST', headers: { 'sec-fetch-site': 'same-origin' } })).body, 'welcome');
+  t.is(
+    (await new Browser(app.url).request('/login', { method: 'POST', headers: { 'sec-fetch-site': 'same-origin' } }))
+      .body,
+    'welcome',
+  );
 });
 
 /** A Set-Cookie line's attributes, without the value and the expiry. */
@@ -84,7 +97,11 @@ function attributes(line: string): string[] {
 
 for (const [env, name, expected] of [
   [{ SESSION_COOKIE_SECURE: 'true' }, '__Host-sid', ['httponly', 'path=/', 'samesite=lax', 'secure']],
-  [{ SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_SAMESITE: 'strict' }, '__Host-sid', ['httponly', 'path=/', 'samesite=strict', 'secure']],
+  [
+    { SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_SAMESITE: 'strict' },
+    '__Host-sid',
+    ['httponly', 'path=/', 'samesite=strict', 'secure'],
+  ],
   [{}, 'sid', ['httponly', 'path=/', 'samesite=lax']],
 ] as const) {
   test(`the logout cookie clears exactly the cookie that was set (${JSON.stringify(env)})`, async (t) => {

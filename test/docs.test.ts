@@ -12,7 +12,9 @@ const variablesRead = [...new Set([...configSource.matchAll(/'([A-Z][A-Z0-9_]+)'
   (name) => (name.includes('_') && !name.endsWith('_')) || ['HOST', 'PORT'].includes(name),
 );
 const example = read('.env.example');
-const exampleValues = Object.fromEntries([...example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((match) => [match[1], match[2]]));
+const exampleValues = Object.fromEntries(
+  [...example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((match) => [match[1], match[2]]),
+);
 const readme = read('README.md');
 
 test('every variable config/ reads is in .env.example and in the README table', (t) => {
@@ -21,11 +23,15 @@ test('every variable config/ reads is in .env.example and in the README table', 
     t.true(name in exampleValues, `${name} in .env.example`);
     t.regex(readme, new RegExp(`^\\| \`${name}\` +\\|`, 'm'), `${name} in the README table`);
   }
-  for (const name of Object.keys(exampleValues)) t.true(variablesRead.includes(name) || name === 'NODE_ENV', `${name} in .env.example is read by config/`);
+  for (const name of Object.keys(exampleValues))
+    t.true(variablesRead.includes(name) || name === 'NODE_ENV', `${name} in .env.example is read by config/`);
 });
 
 test('.env.example holds the defaults (the Redis ones too)', (t) => {
-  const withoutKeys = (config: ReturnType<typeof loadConfig>) => ({ ...config, session: { ...config.session, keys: [] } });
+  const withoutKeys = (config: ReturnType<typeof loadConfig>) => ({
+    ...config,
+    session: { ...config.session, keys: [] },
+  });
   t.deepEqual(withoutKeys(loadConfig(exampleValues)), withoutKeys(loadConfig({})));
   const redis = { SESSION_STORE: 'redis' };
   t.deepEqual(withoutKeys(loadConfig({ ...exampleValues, ...redis })), withoutKeys(loadConfig(redis)));

@@ -29,11 +29,16 @@ interface Reply {
 
 function send(agent: Agent, base: URL, method: string, path: string, cookie: string | undefined): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ agent, host: base.hostname, port: base.port, method, path, headers: cookie === undefined ? {} : { cookie } }, (res) => {
-      let body = '';
-      res.setEncoding('latin1').on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, setCookies: res.headers['set-cookie'] ?? [] }));
-    });
+    const req = request(
+      { agent, host: base.hostname, port: base.port, method, path, headers: cookie === undefined ? {} : { cookie } },
+      (res) => {
+        let body = '';
+        res.setEncoding('latin1').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body, setCookies: res.headers['set-cookie'] ?? [] }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -47,7 +52,9 @@ function sidTheServerReads(header: string | undefined): string | undefined {
 
 /** The ids of every `sid` a Set-Cookie list sets (clearing cookies have none). */
 function idsSetIn(setCookies: readonly string[]): string[] {
-  return setCookies.map((line) => /^sid=([^.;]*)/.exec(line)?.[1]).filter((id): id is string => id !== undefined && id !== '');
+  return setCookies
+    .map((line) => /^sid=([^.;]*)/.exec(line)?.[1])
+    .filter((id): id is string => id !== undefined && id !== '');
 }
 
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
@@ -56,7 +63,15 @@ const printable = fc
   .filter((code) => code !== 0x7f)
   .map((code) => String.fromCharCode(code));
 const garbage = fc.string({ unit: printable, maxLength: 200 });
-const OBJECT_PROPERTY_IDS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '__proto__AAAAAAAAAAAA', 'constructorAAAAAAAAAA'];
+const OBJECT_PROPERTY_IDS = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  '__proto__AAAAAAAAAAAA',
+  'constructorAAAAAAAAAA',
+];
 const idLike = fc.oneof(fc.constantFrom(...OBJECT_PROPERTY_IDS), fc.stringMatching(/^[A-Za-z0-9_-]{21}$/));
 const signedWith = (key: string, id: string) => {
   const payload = `${id}.${Date.now().toString(36)}`;
@@ -125,7 +140,8 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     const storedBefore = await store.get(id, TTL_MS);
     for (let at = 0; at < value.length; at++) {
       // Another character of the cookie's own alphabet (a dot becomes a letter): still well-formed but for the change.
-      const replacement = ID_ALPHABET[(ID_ALPHABET.indexOf(value[at]) + 1 + (at % (ID_ALPHABET.length - 1))) % ID_ALPHABET.length];
+      const replacement =
+        ID_ALPHABET[(ID_ALPHABET.indexOf(value[at]) + 1 + (at % (ID_ALPHABET.length - 1))) % ID_ALPHABET.length];
       const mangled = value.slice(0, at) + replacement + value.slice(at + 1);
       t.not(mangled, value);
       const get = await check('GET', '/get', `sid=${mangled}`);
@@ -138,7 +154,11 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
       t.truthy(await store.get(newId, TTL_MS), 'the new session is in the store');
     }
     t.is(await store.get(id, TTL_MS), storedBefore, "the genuine session's data was never touched");
-    t.is((await check('GET', '/get', `sid=${value}`)).body, JSON.stringify({ time: genuine.indexOf(value) + 1 }), 'and its own cookie still opens it');
+    t.is(
+      (await check('GET', '/get', `sid=${value}`)).body,
+      JSON.stringify({ time: genuine.indexOf(value) + 1 }),
+      'and its own cookie still opens it',
+    );
   }
   // --- Certain every run: correctly signed cookies for ids the server never issued. ---
   for (const id of [
@@ -159,7 +179,9 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     garbage,
     idLike,
     fc.constantFrom(...genuine),
-    fc.tuple(fc.constantFrom(...genuine), fc.nat({ max: 73 }), printable).map(([value, at, char]) => value.slice(0, at) + char + value.slice(at + 1)),
+    fc
+      .tuple(fc.constantFrom(...genuine), fc.nat({ max: 73 }), printable)
+      .map(([value, at, char]) => value.slice(0, at) + char + value.slice(at + 1)),
     idLike.map((id) => signedWith('an-attacker-key-0123456789abcdefghijklm', id)),
     idLike.map((id) => signedWith(TEST_KEY, id)), // correctly signed, but an id the server never issued
     fc.integer({ min: 1_000, max: 12_000 }).map((length) => 'x'.repeat(length)),
@@ -167,7 +189,9 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
   const cookieHeader = fc.option(
     fc.oneof(
       sidValue.map((value) => `sid=${value}`),
-      fc.array(sidValue, { minLength: 2, maxLength: 4 }).map((values) => values.map((value) => `sid=${value}`).join('; ')),
+      fc
+        .array(sidValue, { minLength: 2, maxLength: 4 })
+        .map((values) => values.map((value) => `sid=${value}`).join('; ')),
       fc.tuple(garbage, sidValue).map(([other, value]) => `${other}; sid=${value}`),
       garbage,
     ),
@@ -177,7 +201,20 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
   const path = fc
     .tuple(
       fc.oneof(
-        fc.constantFrom('/set', '/get', '/del', '/healthz', '/', '//get', '/get/', '/GET', '/%00', '/%ZZ', '/..%2fget', '/get%20'),
+        fc.constantFrom(
+          '/set',
+          '/get',
+          '/del',
+          '/healthz',
+          '/',
+          '//get',
+          '/get/',
+          '/GET',
+          '/%00',
+          '/%ZZ',
+          '/..%2fget',
+          '/get%20',
+        ),
         fc.webPath().filter((p) => p.startsWith('/')),
       ),
       fc.option(fc.webQueryParameters(), { nil: undefined }),

@@ -18,7 +18,11 @@ import { deleteKeysWithPrefix, PATIENT_REDIS, REDIS_URL, redisTest, uniquePrefix
 import { untilConclusive } from './helpers/timing.ts';
 
 /** A fresh app for one attempt of a timed case, closed when the attempt ends. */
-async function withApp(env: Record<string, string>, options: StartOptions, fn: (app: RunningApp) => Promise<void>): Promise<void> {
+async function withApp(
+  env: Record<string, string>,
+  options: StartOptions,
+  fn: (app: RunningApp) => Promise<void>,
+): Promise<void> {
   const app = await startApp(env, options);
   try {
     await fn(app);
@@ -87,7 +91,10 @@ test('SESSION_MAX_LIFETIME: alive until shortly before it ends, refused after it
       const after = Date.now();
       const cookie = cookieValue(first.setCookies, 'sid')!;
       const issuedAt = issuedAtOf(cookie);
-      tt.true(issuedAt >= before && issuedAt <= after, `the cookie carries its issue time to the millisecond (${issuedAt} in [${before}, ${after}])`);
+      tt.true(
+        issuedAt >= before && issuedAt <= after,
+        `the cookie carries its issue time to the millisecond (${issuedAt} in [${before}, ${after}])`,
+      );
 
       // 1.5 s before the end it is alive (the issue time's precision is checked above: to the millisecond).
       await sleep(issuedAt + lifetimeMs - 1_500 - Date.now());
@@ -95,7 +102,11 @@ test('SESSION_MAX_LIFETIME: alive until shortly before it ends, refused after it
       watch.checked(lifetimeMs, 'the /get before the end');
 
       await sleep(issuedAt + lifetimeMs + 300 - Date.now());
-      tt.is(await app.store.get(sessionIdOf(cookie)!, 60_000), undefined, 'the store entry ended with the lifetime (its TTL was capped to it)');
+      tt.is(
+        await app.store.get(sessionIdOf(cookie)!, 60_000),
+        undefined,
+        'the store entry ended with the lifetime (its TTL was capped to it)',
+      );
       const refused = await browser.request('/get');
       tt.is(refused.body, '{}', 'refused past the absolute lifetime');
       tt.true(
@@ -153,7 +164,9 @@ test('100 parallel /set on one session all succeed and leave one valid session',
   const browser = new Browser(app.url);
   await browser.request('/set');
   const cookie = browser.cookieHeader!;
-  const answers = await Promise.all(Array.from({ length: 100 }, () => new Browser(app.url).request('/set', { headers: { cookie } })));
+  const answers = await Promise.all(
+    Array.from({ length: 100 }, () => new Browser(app.url).request('/set', { headers: { cookie } })),
+  );
   t.true(answers.every((answer) => answer.status === 200 && answer.body === 'ok'));
   t.true(
     answers.every((answer) => answer.setCookies.length === 0),
@@ -166,48 +179,62 @@ test('100 parallel /set on one session all succeed and leave one valid session',
 
 for (const [name, storeTest, env] of [
   ['memory', test, () => ({})],
-  ['redis', redisTest(test), () => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix(), ...PATIENT_REDIS })],
+  [
+    'redis',
+    redisTest(test),
+    () => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix(), ...PATIENT_REDIS }),
+  ],
 ] as const) {
-  storeTest(`${name} store: the README's login (regenerate(), then a change) keeps the idle lifetime SESSION_MAX_AGE`, (t) =>
-    untilConclusive(t, async (tt, watch) => {
-      const settings: Record<string, string> = { ...env(), SESSION_MAX_AGE: '2s' };
-      try {
-        await withApp(
-          settings,
-          {
-            routes: (router, session) => {
-              addSessionRoutes(router, session);
-              router.post('/login', session.change, async (ctx) => {
-                await ctx.session.regenerate();
-                ctx.session.time = 42; // koa-session saves twice in this request
-                ctx.body = 'welcome';
-              });
+  storeTest(
+    `${name} store: the README's login (regenerate(), then a change) keeps the idle lifetime SESSION_MAX_AGE`,
+    (t) =>
+      untilConclusive(t, async (tt, watch) => {
+        const settings: Record<string, string> = { ...env(), SESSION_MAX_AGE: '2s' };
+        try {
+          await withApp(
+            settings,
+            {
+              routes: (router, session) => {
+                addSessionRoutes(router, session);
+                router.post('/login', session.change, async (ctx) => {
+                  await ctx.session.regenerate();
+                  ctx.session.time = 42; // koa-session saves twice in this request
+                  ctx.body = 'welcome';
+                });
+              },
             },
-          },
-          async (app) => {
-            const browser = new Browser(app.url);
-            await browser.request('/set');
-            await browser.request('/login', { method: 'POST' });
-            const id = sessionIdOf(browser.cookies.get('sid'))!;
-            watch.start();
-            const stored = JSON.parse((await app.store.get(id, 2_000))!) as Record<string, unknown>;
-            tt.deepEqual(stored, { time: 42, _session: true }, 'no koa-session expiry fields (a one-day _maxAge) stored');
-            tt.deepEqual(await browser.json('/get'), { time: 42 });
-            watch.checked(2_000, 'the /get after the store read');
-            await sleep(2_500);
-            tt.deepEqual(await browser.json('/get'), {}, 'gone after 2.5 s idle with SESSION_MAX_AGE=2s');
-          },
-        );
-      } finally {
-        if (settings.REDIS_KEY_PREFIX) await deleteKeysWithPrefix(settings.REDIS_KEY_PREFIX);
-      }
-    }),
+            async (app) => {
+              const browser = new Browser(app.url);
+              await browser.request('/set');
+              await browser.request('/login', { method: 'POST' });
+              const id = sessionIdOf(browser.cookies.get('sid'))!;
+              watch.start();
+              const stored = JSON.parse((await app.store.get(id, 2_000))!) as Record<string, unknown>;
+              tt.deepEqual(
+                stored,
+                { time: 42, _session: true },
+                'no koa-session expiry fields (a one-day _maxAge) stored',
+              );
+              tt.deepEqual(await browser.json('/get'), { time: 42 });
+              watch.checked(2_000, 'the /get after the store read');
+              await sleep(2_500);
+              tt.deepEqual(await browser.json('/get'), {}, 'gone after 2.5 s idle with SESSION_MAX_AGE=2s');
+            },
+          );
+        } finally {
+          if (settings.REDIS_KEY_PREFIX) await deleteKeysWithPrefix(settings.REDIS_KEY_PREFIX);
+        }
+      }),
   );
 }
 
 test('a request during which the absolute lifetime ends clears the cookie, even though the cookie was good when it came in', async (t) => {
   let gate!: GatedStore;
-  const app = await appForTest(t, { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: '3s' }, { wrapStore: (inner) => (gate = new GatedStore(inner)) });
+  const app = await appForTest(
+    t,
+    { SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: '3s' },
+    { wrapStore: (inner) => (gate = new GatedStore(inner)) },
+  );
   const browser = new Browser(app.url);
   await browser.request('/set');
   const issuedAt = issuedAtOf(browser.cookies.get('sid')!);

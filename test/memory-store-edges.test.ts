@@ -31,7 +31,10 @@ const ids = (prefix: string, count: number) => Array.from({ length: count }, (_,
 
 test('options out of bounds are refused with a message that says so', (t) => {
   for (const maxEntries of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
-    t.throws(() => new MemoryStore({ maxEntries }), { instanceOf: RangeError, message: `maxEntries must be a positive integer, not ${maxEntries}` });
+    t.throws(() => new MemoryStore({ maxEntries }), {
+      instanceOf: RangeError,
+      message: `maxEntries must be a positive integer, not ${maxEntries}`,
+    });
   }
   for (const protectedShare of [-0.01, 1.01, Number.NaN]) {
     t.throws(() => new MemoryStore({ maxEntries: 10, protectedShare }), {
@@ -53,7 +56,11 @@ test('options out of bounds are refused with a message that says so', (t) => {
 test('a TTL that is not a positive integer is refused with its value in the message', async (t) => {
   const { store } = storeWithClock();
   for (const ttl of [0, -5, 0.5, Number.NaN]) {
-    for (const call of [() => store.get('a', ttl), () => store.create('a', 'v', ttl), () => store.update('a', 'v', ttl)]) {
+    for (const call of [
+      () => store.get('a', ttl),
+      () => store.create('a', 'v', ttl),
+      () => store.update('a', 'v', ttl),
+    ]) {
       await t.throwsAsync(call(), { instanceOf: RangeError, message: `ttlMs must be a positive integer, not ${ttl}` });
     }
   }
@@ -224,7 +231,11 @@ async function runScript(source: string): Promise<{ code: number; stdout: string
   const storeUrl = new URL('../app/stores/memory.ts', import.meta.url).href;
   const script = `import { MemoryStore } from ${JSON.stringify(storeUrl)};\n${source}`;
   try {
-    const { stdout } = await execFileAsync(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], { timeout: 20_000 });
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      ['--import=tsx', '--input-type=module', '--eval', script],
+      { timeout: 20_000 },
+    );
     return { code: 0, stdout };
   } catch (error) {
     const failed = error as { code?: number; stdout?: string; killed?: boolean };
@@ -247,7 +258,11 @@ test('a store left open does not keep the process alive; a sweep asked for does,
     await store.sweep();
     console.log('swept to', store.size);
   `);
-  t.deepEqual(swept, { code: 0, stdout: 'swept to 0\n' }, 'the awaited pass ran to its end (exit 13 would mean it was dropped)');
+  t.deepEqual(
+    swept,
+    { code: 0, stdout: 'swept to 0\n' },
+    'the awaited pass ran to its end (exit 13 would mean it was dropped)',
+  );
 });
 
 test('a sweep asked for while the timer pass runs joins that pass and holds the process until it ends', async (t) => {
@@ -262,7 +277,11 @@ test('a sweep asked for while the timer pass runs joins that pass and holds the 
     await store.sweep();
     console.log(under_way ? 'joined, swept to ' + store.size : 'the timer pass had already ended');
   `);
-  t.deepEqual(joined, { code: 0, stdout: 'joined, swept to 0\n' }, 'exit 13 would mean the joined pass did not hold the process');
+  t.deepEqual(
+    joined,
+    { code: 0, stdout: 'joined, swept to 0\n' },
+    'exit 13 would mean the joined pass did not hold the process',
+  );
 });
 
 test('a pass the timer started never holds the process, even when the timer fires again during it', async (t) => {
@@ -307,11 +326,16 @@ test('createStore: the memory store with SESSION_MAX_ENTRIES as its bound', asyn
 
 test('createStore: SESSION_STORE=redis without Redis settings is refused', async (t) => {
   const config = loadConfig({ SESSION_KEYS: TEST_KEY, SESSION_STORE: 'redis' });
-  await t.throwsAsync(createStore({ ...config, redis: null }, logger), { message: 'SESSION_STORE=redis without Redis settings' });
+  await t.throwsAsync(createStore({ ...config, redis: null }, logger), {
+    message: 'SESSION_STORE=redis without Redis settings',
+  });
 });
 
 redisTest(test)('createStore: the Redis store on REDIS_URL', async (t) => {
-  const store = await createStore(loadConfig({ SESSION_KEYS: TEST_KEY, SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '' }), logger);
+  const store = await createStore(
+    loadConfig({ SESSION_KEYS: TEST_KEY, SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '' }),
+    logger,
+  );
   t.teardown(() => store.close());
   t.is(store.kind, 'redis');
   t.deepEqual(await store.health(), { ok: true, reachable: true });

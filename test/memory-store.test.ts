@@ -85,7 +85,8 @@ test('destroy says whether a live session was there', async (t) => {
 
 test('ids such as __proto__ and constructor are ordinary ids', async (t) => {
   const { store } = storeWithClock();
-  for (const id of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) t.is(await store.get(id, TTL), undefined, id);
+  for (const id of ['__proto__', 'constructor', 'toString', 'hasOwnProperty'])
+    t.is(await store.get(id, TTL), undefined, id);
   t.true(await store.create('__proto__', 'v', TTL));
   t.is(await store.get('__proto__', TTL), 'v');
   t.is(await store.get('constructor', TTL), undefined);
@@ -109,12 +110,20 @@ test('segmented LRU: new sessions go to probation; a second use promotes; an upd
   await createAll(store, ['a', 'b', 'c']);
   t.deepEqual(store.segments(), { probation: ['a', 'b', 'c'], protected: [] });
   t.true(await store.update('a', 'v2', LONG));
-  t.deepEqual(store.segments(), { probation: ['b', 'c', 'a'], protected: [] }, 'an update makes it most recent in its segment');
+  t.deepEqual(
+    store.segments(),
+    { probation: ['b', 'c', 'a'], protected: [] },
+    'an update makes it most recent in its segment',
+  );
   t.is(await store.get('b', LONG), 'text of b');
   t.deepEqual(store.segments(), { probation: ['c', 'a'], protected: ['b'] }, 'read again: promoted');
   await store.get('c', LONG);
   await store.get('b', LONG);
-  t.deepEqual(store.segments(), { probation: ['a'], protected: ['c', 'b'] }, 'a hit in protected moves to its most recent end');
+  t.deepEqual(
+    store.segments(),
+    { probation: ['a'], protected: ['c', 'b'] },
+    'a hit in protected moves to its most recent end',
+  );
   t.true(await store.update('c', 'v2', LONG));
   t.deepEqual(store.segments(), { probation: ['a'], protected: ['b', 'c'] }, 'an update in protected stays there');
 });
@@ -149,7 +158,11 @@ test('segmented LRU: a full store evicts the least recent of probation, never a 
   await store.get('a', LONG); // protected would hold 4: p1 is demoted to probation's most recent end
   t.deepEqual(store.segments(), { probation: ['b', 'p1'], protected: ['p2', 'p3', 'a'] });
   await createAll(store, ['c']);
-  t.deepEqual(store.segments(), { probation: ['p1', 'c'], protected: ['p2', 'p3', 'a'] }, 'b, least recent in probation, went first');
+  t.deepEqual(
+    store.segments(),
+    { probation: ['p1', 'c'], protected: ['p2', 'p3', 'a'] },
+    'b, least recent in probation, went first',
+  );
   await createAll(store, ['d']);
   t.deepEqual(store.segments(), { probation: ['c', 'd'], protected: ['p2', 'p3', 'a'] }, 'then the demoted p1');
   await createAll(store, ['e', 'f', 'g']);
@@ -218,7 +231,11 @@ test('the cap is absolute: size never exceeds maxEntries, whatever the mix of ca
       }
       largest = Math.max(largest, store.size);
       const { probation, protected: prot } = store.segments();
-      if (store.size > 50 || prot.length > Math.floor(50 * protectedShare) || probation.length + prot.length !== store.size) {
+      if (
+        store.size > 50 ||
+        prot.length > Math.floor(50 * protectedShare) ||
+        probation.length + prot.length !== store.size
+      ) {
         t.fail(`step ${i}: size ${store.size}, protected ${prot.length}, probation ${probation.length}`);
         return;
       }
@@ -238,7 +255,9 @@ test('scan resistance, measured: an established user survives 10 times maxEntrie
   t.is(store.size, 1_000);
   t.is(await store.get('user', LONG), '{"time":1}', 'the user is still signed in');
   t.like(store.stats, { evictedProbation: 9_001, evictedProtected: 0 });
-  t.log(`after 10,000 one-shot sessions into 1,000 places: user kept, ${store.stats.evictedProbation} one-shot sessions evicted`);
+  t.log(
+    `after 10,000 one-shot sessions into 1,000 places: user kept, ${store.stats.evictedProbation} one-shot sessions evicted`,
+  );
 });
 
 test('scan resistance: 700 returning users all survive the flood; in a plain LRU none would', async (t) => {

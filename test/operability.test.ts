@@ -38,7 +38,11 @@ test('/healthz reports the store and never touches a session', async (t) => {
     t.is(withCookie.status, 200);
     t.deepEqual(withCookie.setCookies, [], 'no cookie, even for a request that carries one');
   }
-  t.deepEqual(storeCounters(app), before, 'health checks, even with a session cookie, neither read, write nor add a session');
+  t.deepEqual(
+    storeCounters(app),
+    before,
+    'health checks, even with a session cookie, neither read, write nor add a session',
+  );
 });
 
 test('/healthz answers 503 once shutdown has begun', async (t) => {
@@ -121,9 +125,15 @@ async function appWithFailures(t: Parameters<typeof appForTest>[0], failure: () 
 }
 
 test('a store outage answers 503 with Retry-After, no cookie, not cacheable, logged as a warning without a stack', async (t) => {
-  const { app, failing, cookie } = await appWithFailures(t, () => new StoreUnavailableError('redis command failed: no answer within 500 ms'));
+  const { app, failing, cookie } = await appWithFailures(
+    t,
+    () => new StoreUnavailableError('redis command failed: no answer within 500 ms'),
+  );
   const healthy = await new Browser(app.url).request('/get', { headers: { cookie } });
-  t.truthy(cookieValue(healthy.setCookies, 'sid'), 'a cookie signed with the older key is re-signed: a Set-Cookie the outage must drop');
+  t.truthy(
+    cookieValue(healthy.setCookies, 'sid'),
+    'a cookie signed with the older key is re-signed: a Set-Cookie the outage must drop',
+  );
 
   failing.state.failing = true;
   const answers = [
@@ -137,7 +147,11 @@ test('a store outage answers 503 with Retry-After, no cookie, not cacheable, log
     t.deepEqual(answer.setCookies, [], `${what}: no Set-Cookie`);
     t.is(answer.headers.get('cache-control'), 'no-store', `${what}: not cacheable`);
     t.regex(answer.headers.get('content-type') ?? '', /^application\/json/, what);
-    t.deepEqual(JSON.parse(answer.body), { error: 'Service Unavailable', message: 'The session store is unavailable; try again shortly.' }, what);
+    t.deepEqual(
+      JSON.parse(answer.body),
+      { error: 'Service Unavailable', message: 'The session store is unavailable; try again shortly.' },
+      what,
+    );
   }
   const warnings = app.logs.filter((line) => line.msg === 'session store unavailable');
   t.deepEqual(
@@ -152,7 +166,11 @@ test('a store outage answers 503 with Retry-After, no cookie, not cacheable, log
     'an outage is not a bug: no error line, no stack',
   );
   failing.state.failing = false;
-  t.deepEqual(Object.keys(await new Browser(app.url).json('/get', { headers: { cookie } })), ['time'], 'served again once the store answers');
+  t.deepEqual(
+    Object.keys(await new Browser(app.url).json('/get', { headers: { cookie } })),
+    ['time'],
+    'served again once the store answers',
+  );
   t.false(app.logText().includes(TEST_KEY) || app.logText().includes(NEW_KEY), 'no signing key in the logs');
 });
 
@@ -161,8 +179,14 @@ test('a bug answers a generic 500, no cookie, not cacheable, and is logged once 
   const { app, failing, cookie } = await appWithFailures(t, () => new Error(detail));
   failing.state.failing = true;
   const answers = [
-    ['/get whose store read fails', await new Browser(app.url).request('/get', { headers: { cookie, 'x-request-id': 'req-bug-1' } })],
-    ['a handler that had set a cookie and a cacheable header', await new Browser(app.url).request('/throws', { headers: { 'x-request-id': 'req-bug-2' } })],
+    [
+      '/get whose store read fails',
+      await new Browser(app.url).request('/get', { headers: { cookie, 'x-request-id': 'req-bug-1' } }),
+    ],
+    [
+      'a handler that had set a cookie and a cacheable header',
+      await new Browser(app.url).request('/throws', { headers: { 'x-request-id': 'req-bug-2' } }),
+    ],
   ] as const;
   for (const [what, answer] of answers) {
     t.is(answer.status, 500, what);
@@ -181,8 +205,16 @@ test('a bug answers a generic 500, no cookie, not cacheable, and is logged once 
     'exactly one error line per failed request, with its request id',
   );
   for (const [index, line] of errors.entries()) {
-    t.like(line, { msg: 'unhandled error', requestId: `req-bug-${index + 1}`, err: { type: 'Error', message: detail } });
-    t.regex(String((line.err as { stack?: string }).stack), new RegExp(`^Error: ${detail}\\n\\s+at `), 'with its stack');
+    t.like(line, {
+      msg: 'unhandled error',
+      requestId: `req-bug-${index + 1}`,
+      err: { type: 'Error', message: detail },
+    });
+    t.regex(
+      String((line.err as { stack?: string }).stack),
+      new RegExp(`^Error: ${detail}\\n\\s+at `),
+      'with its stack',
+    );
   }
   t.deepEqual(
     app.logs.filter((line) => line.msg === 'request').map((line) => [line.requestId, line.status]),
@@ -196,7 +228,11 @@ test('a bug answers a generic 500, no cookie, not cacheable, and is logged once 
 });
 
 test('an error a handler marks as safe to show keeps its 4xx status and message', async (t) => {
-  const app = await appForTest(t, {}, { routes: (router) => router.get('/refuse', (ctx) => ctx.throw(422, 'that will not do')) });
+  const app = await appForTest(
+    t,
+    {},
+    { routes: (router) => router.get('/refuse', (ctx) => ctx.throw(422, 'that will not do')) },
+  );
   const answer = await new Browser(app.url).request('/refuse');
   t.is(answer.status, 422);
   t.deepEqual(JSON.parse(answer.body), { error: 'that will not do' });
@@ -246,7 +282,11 @@ test('a client trickling its headers is answered 408 and cut off at HTTP_HEADERS
   stop();
   t.true(closedAfter < 20_000, `the server closed the slow connection (after ${Math.round(closedAfter)} ms)`);
   t.true(closedAfter >= 1_000 - 50, `not before the headers timeout (${Math.round(closedAfter)} ms)`);
-  t.regex(slow.answer(), /^HTTP\/1\.1 408 Request Timeout\r\n/, `answered 408: ${JSON.stringify(slow.answer().slice(0, 60))}`);
+  t.regex(
+    slow.answer(),
+    /^HTTP\/1\.1 408 Request Timeout\r\n/,
+    `answered 408: ${JSON.stringify(slow.answer().slice(0, 60))}`,
+  );
 });
 
 test('a client trickling its body is answered 408 and cut off at HTTP_REQUEST_TIMEOUT, not at the shorter headers timeout', async (t) => {
@@ -261,7 +301,10 @@ test('a client trickling its body is answered 408 and cut off at HTTP_REQUEST_TI
   const closedAfter = await Promise.race([slow.closed, sleep(20_000).then(() => Infinity)]);
   clearInterval(timer);
   t.true(closedAfter < 20_000, `the server closed the slow connection (after ${Math.round(closedAfter)} ms)`);
-  t.true(closedAfter >= 3_000 - 50, `at the request timeout, not the 1 s headers timeout (${Math.round(closedAfter)} ms)`);
+  t.true(
+    closedAfter >= 3_000 - 50,
+    `at the request timeout, not the 1 s headers timeout (${Math.round(closedAfter)} ms)`,
+  );
   t.regex(slow.answer(), /^HTTP\/1\.1 404 Not Found\r\n/, 'the app answered the request itself');
   t.regex(slow.answer(), /HTTP\/1\.1 408 Request Timeout\r\n/, `then 408: ${JSON.stringify(slow.answer().slice(-80))}`);
 });

@@ -58,7 +58,10 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     weight: 2,
     arbitrary: fc.record({
       kind: fc.constant('sleep' as const),
-      ms: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 30 }) }, { weight: 1, arbitrary: fc.integer({ min: 30, max: 250 }) }),
+      ms: fc.oneof(
+        { weight: 3, arbitrary: fc.integer({ min: 0, max: 30 }) },
+        { weight: 1, arbitrary: fc.integer({ min: 30, max: 250 }) },
+      ),
     }),
   },
   {
@@ -66,7 +69,10 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant('atEdge' as const),
       // Mostly the next key to expire, which leaves the others alive for later calls.
-      pick: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat({ max: ids.length - 1 }) }),
+      pick: fc.oneof(
+        { weight: 3, arbitrary: fc.constant(0) },
+        { weight: 1, arbitrary: fc.nat({ max: ids.length - 1 }) },
+      ),
       offsetMs: fc.integer({ min: -8, max: 8 }),
       then: operationOn(fc.constant('(picked when run)')),
     }),
@@ -159,8 +165,11 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
       return;
     case 'atEdge': {
       const now = redisNow().end;
-      const live = [...model.entries].filter(([, entry]) => entry.latest > now).sort(([, x], [, y]) => x.latest - y.latest);
-      const [key, entry] = live.length > 0 ? live[command.pick % live.length] : [ids[command.pick % ids.length], undefined];
+      const live = [...model.entries]
+        .filter(([, entry]) => entry.latest > now)
+        .sort(([, x], [, y]) => x.latest - y.latest);
+      const [key, entry] =
+        live.length > 0 ? live[command.pick % live.length] : [ids[command.pick % ids.length], undefined];
       if (entry) {
         model.counts.aimed++;
         const target = (command.offsetMs < 0 ? entry.earliest : entry.latest) + command.offsetMs;
@@ -173,12 +182,16 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
     case 'get': {
       const { result, start, end } = await timed(() => store.get(command.id, command.ttl));
       const state = model.state(command.id, start, end);
-      log.push(`get ${command.id} ${command.ttl} -> ${JSON.stringify(result)} (${state}, ${(end - start).toFixed(1)} ms)`);
+      log.push(
+        `get ${command.id} ${command.ttl} -> ${JSON.stringify(result)} (${state}, ${(end - start).toFixed(1)} ms)`,
+      );
       model.note(state, command.id, start, end);
       const entry = model.entries.get(command.id);
-      if (state === 'present' && result !== entry!.text) fail(`get ${command.id}: expected ${JSON.stringify(entry!.text)}`);
+      if (state === 'present' && result !== entry!.text)
+        fail(`get ${command.id}: expected ${JSON.stringify(entry!.text)}`);
       if (state === 'absent' && result !== undefined) fail(`get ${command.id}: expected undefined`);
-      if (state === 'edge' && result !== undefined && result !== entry!.text) fail(`get ${command.id}: expected the stored text or undefined`);
+      if (state === 'edge' && result !== undefined && result !== entry!.text)
+        fail(`get ${command.id}: expected the stored text or undefined`);
       // A read renews the TTL (sliding expiry); a miss means the key is gone.
       if (result === undefined) model.entries.delete(command.id);
       else model.write(command.id, result, command.ttl, start, end);
@@ -201,7 +214,8 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
       log.push(`update ${command.id} ${command.ttl} -> ${result} (${state}, ${(end - start).toFixed(1)} ms)`);
       model.note(state, command.id, start, end);
       if (state === 'present' && !result) fail(`update ${command.id}: the id exists, expected true`);
-      if (state === 'absent' && result) fail(`update ${command.id}: the id is gone, expected false (and nothing written)`);
+      if (state === 'absent' && result)
+        fail(`update ${command.id}: the id is gone, expected false (and nothing written)`);
       if (result) model.write(command.id, command.text, command.ttl, start, end);
       else model.entries.delete(command.id);
       return;
@@ -219,48 +233,51 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
   }
 }
 
-redisTest(test)('redis store matches the model with real short TTLs: conditional writes, expiry at the edge, sliding refresh', async (t) => {
-  await measureClockOffset(REDIS_URL);
-  t.log(`Redis's clock minus ours: between ${offset.low.toFixed(1)} and ${offset.high.toFixed(1)} ms`);
-  const totals = { aimed: 0, exact: 0, edge: 0, presentNearEdge: 0, absentNearEdge: 0 };
-  await fc.assert(
-    fc.asyncProperty(fc.array(command, { minLength: 10, maxLength: 60, size: 'medium' }), async (commands) => {
-      const { store, close } = await openTestRedisStore();
-      const model = new Model();
-      const log: string[] = [];
-      try {
-        for (const each of commands) await step(store, model, each, log);
-        // Finally every id is read: what the model holds for sure must be there, nothing else.
-        for (const each of ids) await step(store, model, { kind: 'get', id: each, ttl: 40 }, log);
-      } finally {
-        await close();
-        for (const name of Object.keys(totals) as Array<keyof typeof totals>) totals[name] += model.counts[name];
-      }
-    }),
-    {
-      numRuns: RUNS ?? 20,
-      examples: [
-        // A read renews the TTL: alive after 1.6 TTL from the write, because of the read at 0.8.
-        [
+redisTest(test)(
+  'redis store matches the model with real short TTLs: conditional writes, expiry at the edge, sliding refresh',
+  async (t) => {
+    await measureClockOffset(REDIS_URL);
+    t.log(`Redis's clock minus ours: between ${offset.low.toFixed(1)} and ${offset.high.toFixed(1)} ms`);
+    const totals = { aimed: 0, exact: 0, edge: 0, presentNearEdge: 0, absentNearEdge: 0 };
+    await fc.assert(
+      fc.asyncProperty(fc.array(command, { minLength: 10, maxLength: 60, size: 'medium' }), async (commands) => {
+        const { store, close } = await openTestRedisStore();
+        const model = new Model();
+        const log: string[] = [];
+        try {
+          for (const each of commands) await step(store, model, each, log);
+          // Finally every id is read: what the model holds for sure must be there, nothing else.
+          for (const each of ids) await step(store, model, { kind: 'get', id: each, ttl: 40 }, log);
+        } finally {
+          await close();
+          for (const name of Object.keys(totals) as Array<keyof typeof totals>) totals[name] += model.counts[name];
+        }
+      }),
+      {
+        numRuns: RUNS ?? 20,
+        examples: [
+          // A read renews the TTL: alive after 1.6 TTL from the write, because of the read at 0.8.
           [
-            { kind: 'create', id: 'a', text: '{"n":1}', ttl: 200 },
-            { kind: 'sleep', ms: 160 },
-            { kind: 'get', id: 'a', ttl: 200 },
-            { kind: 'sleep', ms: 160 },
-            { kind: 'get', id: 'a', ttl: 200 },
-            { kind: 'update', id: 'a', text: '{"n":2}', ttl: 40 },
-            { kind: 'atEdge', pick: 0, offsetMs: 8, then: { kind: 'update', id: 'a', text: '{"n":3}', ttl: 200 } },
-            { kind: 'create', id: 'a', text: '{"n":4}', ttl: 200 },
-            { kind: 'create', id: 'a', text: '{"n":5}', ttl: 200 },
+            [
+              { kind: 'create', id: 'a', text: '{"n":1}', ttl: 200 },
+              { kind: 'sleep', ms: 160 },
+              { kind: 'get', id: 'a', ttl: 200 },
+              { kind: 'sleep', ms: 160 },
+              { kind: 'get', id: 'a', ttl: 200 },
+              { kind: 'update', id: 'a', text: '{"n":2}', ttl: 40 },
+              { kind: 'atEdge', pick: 0, offsetMs: 8, then: { kind: 'update', id: 'a', text: '{"n":3}', ttl: 200 } },
+              { kind: 'create', id: 'a', text: '{"n":4}', ttl: 200 },
+              { kind: 'create', id: 'a', text: '{"n":5}', ttl: 200 },
+            ],
           ],
         ],
-      ],
-    },
-  );
-  t.log(
-    `calls aimed at an expiry: ${totals.aimed}; answers checked exactly: ${totals.exact}, of which ` +
-      `${totals.presentNearEdge} within ${NEAR_MS} ms before an expiry and ${totals.absentNearEdge} within ${NEAR_MS} ms after one; ` +
-      `at an edge, either answer accepted: ${totals.edge}`,
-  );
-  t.true(totals.presentNearEdge > 0 && totals.absentNearEdge > 0, 'exact checks reached both sides of an expiry');
-});
+      },
+    );
+    t.log(
+      `calls aimed at an expiry: ${totals.aimed}; answers checked exactly: ${totals.exact}, of which ` +
+        `${totals.presentNearEdge} within ${NEAR_MS} ms before an expiry and ${totals.absentNearEdge} within ${NEAR_MS} ms after one; ` +
+        `at an edge, either answer accepted: ${totals.edge}`,
+    );
+    t.true(totals.presentNearEdge > 0 && totals.absentNearEdge > 0, 'exact checks reached both sides of an expiry');
+  },
+);

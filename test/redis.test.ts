@@ -43,7 +43,14 @@ const AT_ONCE_MS = COMMAND_TIMEOUT_MS / 2;
 const TTL_MS = 60_000;
 
 function redisEnv(prefix: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { SESSION_KEYS: TEST_KEY, SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: prefix, ...PATIENT_REDIS, ...extra };
+  return {
+    SESSION_KEYS: TEST_KEY,
+    SESSION_STORE: 'redis',
+    REDIS_URL: REDIS_URL ?? '',
+    REDIS_KEY_PREFIX: prefix,
+    ...PATIENT_REDIS,
+    ...extra,
+  };
 }
 
 async function serverPair(t: { teardown(fn: () => unknown): void }, env: Record<string, string>) {
@@ -67,7 +74,10 @@ async function storeForTest(t: ExecutionContext, options: TestRedisStoreOptions 
 function logSink() {
   const lines: string[] = [];
   return {
-    logger: createLogger({ level: 'debug', format: 'json', production: false }, { write: (line: string) => void lines.push(line) }),
+    logger: createLogger(
+      { level: 'debug', format: 'json', production: false },
+      { write: (line: string) => void lines.push(line) },
+    ),
     text: () => lines.join(''),
     messages: () => lines.map((line) => (JSON.parse(line) as { msg: string }).msg),
   };
@@ -159,7 +169,12 @@ test('store: a key of another Redis type reads as empty text, not an outage, and
  * (start-up) has a long deadline for the same reason.
  */
 async function storeOnOwnServer(t: ExecutionContext, server: OwnRedisServer, options: TestRedisStoreOptions = {}) {
-  const opened = await openTestRedisStore({ url: server.url, commandTimeoutMs: COMMAND_TIMEOUT_MS, connectTimeoutMs: 10_000, ...options });
+  const opened = await openTestRedisStore({
+    url: server.url,
+    commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    connectTimeoutMs: 10_000,
+    ...options,
+  });
   t.teardown(async () => {
     server.resume();
     await opened.store.close();
@@ -167,7 +182,11 @@ async function storeOnOwnServer(t: ExecutionContext, server: OwnRedisServer, opt
   const seed = async (id: string, text: string) => {
     const client = await inspector(server.url);
     try {
-      t.is(await client.set(opened.keyPrefix + id, text, { expiration: { type: 'PX', value: TTL_MS } }), 'OK', `seeded ${id}`);
+      t.is(
+        await client.set(opened.keyPrefix + id, text, { expiration: { type: 'PX', value: TTL_MS } }),
+        'OK',
+        `seeded ${id}`,
+      );
     } finally {
       client.destroy();
     }
@@ -229,7 +248,9 @@ test('store: a burst of 50 calls on a paused Redis all settle within the bound, 
     outcomes.every((outcome) => outcome.status === 'rejected' && outcome.reason instanceof StoreUnavailableError),
     'every call failed with StoreUnavailableError',
   );
-  const errorMessages = new Set(outcomes.map((outcome) => (outcome.status === 'rejected' ? String((outcome.reason as Error).message) : '')));
+  const errorMessages = new Set(
+    outcomes.map((outcome) => (outcome.status === 'rejected' ? String((outcome.reason as Error).message) : '')),
+  );
   t.false(
     [...errorMessages].some((message) => message.includes('s3cret-pass')),
     `no password in the errors: ${[...errorMessages].join('; ')}`,
@@ -324,7 +345,11 @@ test('two server processes share sessions: made on one, read, changed and destro
 
   t.is((await onB.request('/del')).body, 'ok');
   t.deepEqual(await keysWithPrefix(redis, prefix), [], 'B destroyed it in Redis');
-  t.deepEqual(await new Browser(a.url).json('/get', { headers: { cookie: onA.cookieHeader! } }), {}, 'A sees it destroyed');
+  t.deepEqual(
+    await new Browser(a.url).json('/get', { headers: { cookie: onA.cookieHeader! } }),
+    {},
+    'A sees it destroyed',
+  );
 });
 
 test('sessions survive a restart of every instance', async (t) => {
@@ -396,7 +421,11 @@ test('start-up errors never show the Redis password: Redis unreachable, or refus
   await nobody.start();
   const port = nobody.port;
   await nobody.stop(); // a port where nothing answers now
-  const unreachable = await runToExit({ ...redisEnv(uniquePrefix()), REDIS_URL: `redis://:${secret}@127.0.0.1:${port}`, REDIS_CONNECT_TIMEOUT: '1s' });
+  const unreachable = await runToExit({
+    ...redisEnv(uniquePrefix()),
+    REDIS_URL: `redis://:${secret}@127.0.0.1:${port}`,
+    REDIS_CONNECT_TIMEOUT: '1s',
+  });
   t.not(unreachable.code, 0);
   t.regex(
     unreachable.stderr(),
@@ -414,7 +443,11 @@ test('start-up errors never show the Redis password: Redis unreachable, or refus
   t.not(refused.code, 0);
   const stderr = refused.stderr();
   t.is(stderr.trimEnd().split('\n').length, 1, stderr);
-  t.regex(stderr, new RegExp(`^Cannot start: REDIS_URL="redis://default:\\*\\*\\*@127\\.0\\.0\\.1:${guarded.port}": .*WRONGPASS`), stderr);
+  t.regex(
+    stderr,
+    new RegExp(`^Cannot start: REDIS_URL="redis://default:\\*\\*\\*@127\\.0\\.0\\.1:${guarded.port}": .*WRONGPASS`),
+    stderr,
+  );
   t.false(stderr.includes(secret) || refused.stdout().includes(secret), 'the password is not shown');
 });
 
@@ -440,9 +473,19 @@ test('a Redis outage gives fast 503s, other routes keep working, and service rec
     t.like(JSON.parse(answer.body), { error: 'Service Unavailable' });
   }
   const cookie = browser.cookieHeader!;
-  const burst = await Promise.all(Array.from({ length: 50 }, () => new Browser(server.url).request('/get', { headers: { cookie } })));
-  t.deepEqual(new Set(burst.map((answer) => answer.status)), new Set([503]), 'a burst during the outage is refused, not queued');
-  t.is((await new Browser(server.url).request('/get')).body, '{}', 'a request without a session cookie never needs the store');
+  const burst = await Promise.all(
+    Array.from({ length: 50 }, () => new Browser(server.url).request('/get', { headers: { cookie } })),
+  );
+  t.deepEqual(
+    new Set(burst.map((answer) => answer.status)),
+    new Set([503]),
+    'a burst during the outage is refused, not queued',
+  );
+  t.is(
+    (await new Browser(server.url).request('/get')).body,
+    '{}',
+    'a request without a session cookie never needs the store',
+  );
   t.is((await browser.request('/healthz')).status, 503);
   t.is((await browser.request('/nothing-here')).status, 404, 'routes that do not touch the store still work');
 
@@ -493,12 +536,24 @@ test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every se
   t.log(timings.join('; '));
 
   const started = performance.now();
-  const burst = await Promise.all(Array.from({ length: 50 }, (_, i) => new Browser(server.url).request(i % 2 ? '/get' : '/set', { headers: { cookie } })));
+  const burst = await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      new Browser(server.url).request(i % 2 ? '/get' : '/set', { headers: { cookie } }),
+    ),
+  );
   const burstMs = performance.now() - started;
-  t.deepEqual(new Set(burst.map((answer) => answer.status)), new Set([503]), 'a burst while paused is refused, not queued');
+  t.deepEqual(
+    new Set(burst.map((answer) => answer.status)),
+    new Set([503]),
+    'a burst while paused is refused, not queued',
+  );
   t.true(burstMs < BOUND_MS, `a burst of 50 answered within ${Math.round(burstMs)} ms`);
   t.log(`burst of 50 requests while paused: all 503 after ${Math.round(burstMs)} ms`);
-  t.is((await new Browser(server.url).request('/get')).body, '{}', 'a request without a session cookie never needs the store');
+  t.is(
+    (await new Browser(server.url).request('/get')).body,
+    '{}',
+    'a request without a session cookie never needs the store',
+  );
 
   await sleep(2_000);
   redis.resume();

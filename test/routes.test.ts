@@ -101,7 +101,8 @@ test('a second /set on the same session stores the new time and does not re-send
   const first = (await browser.json('/get')).time as number;
   t.is(typeof first, 'number');
   // Wait for the next second by the clock, not a fixed sleep: the stored time must then change.
-  while (Math.floor(Date.now() / 1000) <= first) await new Promise((resolve) => setTimeout(resolve, 1_000 - (Date.now() % 1_000) + 5));
+  while (Math.floor(Date.now() / 1000) <= first)
+    await new Promise((resolve) => setTimeout(resolve, 1_000 - (Date.now() % 1_000) + 5));
   const again = await browser.request('/set');
   t.is(again.body, 'ok');
   t.deepEqual(again.setCookies, [], 'same id, same cookie: nothing to send');
@@ -119,7 +120,9 @@ test('TRACE, which fetch refuses to send, is answered too', async (t) => {
       const req = request(`${app.url}${path}`, { method: 'TRACE', headers: cookie ? { cookie } : {} }, (res) => {
         let body = '';
         res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, cookie: res.headers['set-cookie']?.[0]?.split(';')[0] }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body, cookie: res.headers['set-cookie']?.[0]?.split(';')[0] }),
+        );
       });
       req.on('error', reject).end();
     });

@@ -29,7 +29,9 @@ async function exitOf(server: ServerProcess, since: number): Promise<{ code: num
 }
 
 /** A raw TCP connection to the server, collecting what it receives. */
-async function rawConnection(url: string): Promise<{ socket: Socket; received: () => string; ended: Promise<unknown> }> {
+async function rawConnection(
+  url: string,
+): Promise<{ socket: Socket; received: () => string; ended: Promise<unknown> }> {
   const { hostname, port } = new URL(url);
   const socket = connect(Number(port), hostname);
   await once(socket, 'connect');
@@ -64,7 +66,11 @@ async function connectionRefused(url: string): Promise<boolean> {
 }
 
 test('npm start prints one line with the URL, serves the routes, and exits 0 on SIGTERM', async (t) => {
-  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '300ms', HTTP_KEEP_ALIVE_TIMEOUT: '1s' });
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: '300ms',
+    HTTP_KEEP_ALIVE_TIMEOUT: '1s',
+  });
   const lines = server.stdout().trimEnd().split('\n');
   t.is(lines.length, 1, 'one line at start');
   t.regex(lines[0], /listening on http:\/\/127\.0\.0\.1:\d+/);
@@ -113,7 +119,10 @@ test('start-up warnings from the settings are printed, one warn line each (a sho
   t.like(lines[0], { level: 'warn' });
   t.regex(String(lines[0].msg), /SESSION_KEYS has a key shorter than 32 characters/);
   t.regex(String(lines[1].msg), /^listening on /);
-  t.false(server.stdout().includes('sh0rt-k3y') || server.stderr().includes('sh0rt-k3y'), 'the key itself is not printed');
+  t.false(
+    server.stdout().includes('sh0rt-k3y') || server.stderr().includes('sh0rt-k3y'),
+    'the key itself is not printed',
+  );
   server.child.kill('SIGINT');
   t.is(await server.exited, 0);
 });
@@ -122,7 +131,11 @@ test('during the drain /healthz answers 503 while the routes still answer 200 wi
   // The last quarter of the drain (at most 500 ms) is the settle step, when answers keep their
   // connection open (see app/server.ts); all of this happens well before it.
   const drainMs = 5_000;
-  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: `${drainMs}ms`, SHUTDOWN_TIMEOUT: '15s' });
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: `${drainMs}ms`,
+    SHUTDOWN_TIMEOUT: '15s',
+  });
   // A keep-alive connection that has had one answer and then sits idle across the signal.
   const idle = await rawConnection(server.url);
   idle.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
@@ -149,7 +162,11 @@ test('during the drain /healthz answers 503 while the routes still answer 200 wi
   idle.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await idle.ended;
   const second = idle.received().slice(before);
-  t.regex(second, /^HTTP\/1\.1 200 OK/, 'the idle connection was not closed under the client: its next request is answered');
+  t.regex(
+    second,
+    /^HTTP\/1\.1 200 OK/,
+    'the idle connection was not closed under the client: its next request is answered',
+  );
   t.regex(second, /\r\nconnection: close\r\n/i);
   t.regex(second, /\r\n\r\nok$/, 'in whole, and then the server closed it');
   t.true(Date.now() - signalled < drainMs - 500, 'all of this within the drain, before its settle step');
@@ -182,7 +199,12 @@ test('after the drain new connections are refused, while a request in flight is 
 });
 
 test('SIGINT skips the drain, and does not wait for idle keep-alive connections', async (t) => {
-  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '10s', SHUTDOWN_TIMEOUT: '20s', HTTP_KEEP_ALIVE_TIMEOUT: '10s' });
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: '10s',
+    SHUTDOWN_TIMEOUT: '20s',
+    HTTP_KEEP_ALIVE_TIMEOUT: '10s',
+  });
   const idle = await rawConnection(server.url);
   idle.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await until(() => idle.received().includes('"status":"ok"'), 'the first answer');
@@ -228,7 +250,11 @@ test('connections that never sent a whole request do not hold the exit past the 
   const exit = await exitOf(server, signalled);
   // Exit 0 is what says "before the deadline": at the deadline the process exits 1 with an error line.
   // (Timed here, from the signal to the exit this process sees, a loaded machine adds seconds.)
-  t.is(exit.code, 0, `before the deadline, so not by it (exit after ${exit.afterMs} ms): ${server.stdout().slice(-300)}`);
+  t.is(
+    exit.code,
+    0,
+    `before the deadline, so not by it (exit after ${exit.afterMs} ms): ${server.stdout().slice(-300)}`,
+  );
   t.false(/shutdown deadline passed/.test(server.stdout()));
   t.is(silent.received(), '');
   t.is(halfway.received(), '');
@@ -266,7 +292,11 @@ test('a request held by a stalled dependency past SHUTDOWN_TIMEOUT makes the pro
   t.true(exit.afterMs < timeoutMs + 5_000, `soon after it (${exit.afterMs} ms)`);
   const errors = logLines(server).filter((line) => line.level === 'error');
   t.is(errors.length, 1);
-  t.like(errors[0], { msg: 'shutdown deadline passed; exiting with connections still open', timeoutMs, openConnections: 1 });
+  t.like(errors[0], {
+    msg: 'shutdown deadline passed; exiting with connections still open',
+    timeoutMs,
+    openConnections: 1,
+  });
   t.false(logLines(server).some((line) => line.msg === 'stopped'));
   t.is(server.stderr(), '');
   t.true((await stuck) instanceof Error, 'the stuck request got no answer');
@@ -315,7 +345,12 @@ test('a client stalling in its headers during shutdown is still cut off by HTTP_
 });
 
 test('idle keep-alive connections are left to their timeout, but closed shortly before the deadline when it is too long', async (t) => {
-  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '200ms', SHUTDOWN_TIMEOUT: '4s', HTTP_KEEP_ALIVE_TIMEOUT: '60s' });
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: '200ms',
+    SHUTDOWN_TIMEOUT: '4s',
+    HTTP_KEEP_ALIVE_TIMEOUT: '60s',
+  });
   const idle = await rawConnection(server.url);
   idle.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await until(() => idle.received().includes('"status":"ok"'), 'the first answer');
@@ -352,7 +387,15 @@ interface Tally {
 }
 
 function newTally(): Tally {
-  return { answered: 0, answeredWithClose: 0, onReusedConnection: 0, keptAliveDuringShutdown: 0, lastAnswerSaidClose: 0, refused: 0, failures: [] };
+  return {
+    answered: 0,
+    answeredWithClose: 0,
+    onReusedConnection: 0,
+    keptAliveDuringShutdown: 0,
+    lastAnswerSaidClose: 0,
+    refused: 0,
+    failures: [],
+  };
 }
 
 interface Answer {
@@ -367,17 +410,27 @@ function get(agent: Agent, url: string, headers: Record<string, string>, timeout
     const req = request(url, { agent, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body, reusedSocket: req.reusedSocket }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, headers: res.headers, body, reusedSocket: req.reusedSocket }),
+      );
       res.on('error', reject); // "aborted": the answer was cut off
     });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'UNANSWERED' })));
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'UNANSWERED' })),
+    );
     req.on('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { reusedSocket: req.reusedSocket })));
     req.end();
   });
 }
 
 /** One client: its own keep-alive Agent (one socket), /set then /set again, back to back, until `stop()`. */
-async function keepAliveClient(url: string, tally: Tally, shutdownSeen: () => boolean, stop: () => boolean, maxRequests: number): Promise<void> {
+async function keepAliveClient(
+  url: string,
+  tally: Tally,
+  shutdownSeen: () => boolean,
+  stop: () => boolean,
+  maxRequests: number,
+): Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   let cookie: string | undefined;
   let lastAnswerSaidClose = false;
@@ -403,7 +456,9 @@ async function keepAliveClient(url: string, tally: Tally, shutdownSeen: () => bo
           tally.refused++;
           await sleep(20);
         } else {
-          tally.failures.push(`${error.code ?? ''} ${error.message} (${error.reusedSocket ? 'reused' : 'new'} connection, after ${tally.answered} answers)`);
+          tally.failures.push(
+            `${error.code ?? ''} ${error.message} (${error.reusedSocket ? 'reused' : 'new'} connection, after ${tally.answered} answers)`,
+          );
         }
       }
     }
@@ -415,7 +470,11 @@ async function keepAliveClient(url: string, tally: Tally, shutdownSeen: () => bo
 
 test('measured: 8 keep-alive clients sending back to back through a SIGTERM see no reset, hang-up or unanswered request', async (t) => {
   const drainMs = 1_000;
-  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: `${drainMs}ms`, SHUTDOWN_TIMEOUT: '15s' });
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    SHUTDOWN_DRAIN: `${drainMs}ms`,
+    SHUTDOWN_TIMEOUT: '15s',
+  });
   const tally = newTally();
   let exited = false;
   void server.exited.then(() => (exited = true));
@@ -456,14 +515,20 @@ test('measured: 8 keep-alive clients sending back to back through a SIGTERM see 
   t.log(JSON.stringify(summary));
   for (const failure of tally.failures.slice(0, 10)) t.log(failure);
 
-  t.true(answeredBefore > 8 && reusedBefore > 0, 'the clients were sending, on kept-alive connections, when SIGTERM came');
+  t.true(
+    answeredBefore > 8 && reusedBefore > 0,
+    'the clients were sending, on kept-alive connections, when SIGTERM came',
+  );
   t.true(tally.answered - answeredBefore > 8, 'and kept being answered during the drain');
   t.true(tally.answeredWithClose >= 8, 'each client was told to close its connection');
   t.is(tally.lastAnswerSaidClose, 8, "each client's last answer told it to close its connection");
   t.true(tally.refused > 0, 'then the next requests were refused (ECONNREFUSED)');
   t.deepEqual(tally.failures, [], 'no ECONNRESET, hang-up, unanswered or partial request');
   t.is(exit.code, 0);
-  t.true(exit.afterMs >= drainMs && exit.afterMs < 15_000, `exit after the drain, within the timeout (${exit.afterMs} ms)`);
+  t.true(
+    exit.afterMs >= drainMs && exit.afterMs < 15_000,
+    `exit after the drain, within the timeout (${exit.afterMs} ms)`,
+  );
   t.is(server.stderr(), '');
 });
 
@@ -472,11 +537,15 @@ async function fetchClient(url: string, tally: Tally, stop: () => boolean, maxRe
   let cookie: string | undefined;
   for (let i = 0; i < maxRequests && !stop(); i++) {
     try {
-      const response = await fetch(`${url}/set`, { headers: cookie === undefined ? {} : { cookie }, signal: AbortSignal.timeout(10_000) });
+      const response = await fetch(`${url}/set`, {
+        headers: cookie === undefined ? {} : { cookie },
+        signal: AbortSignal.timeout(10_000),
+      });
       const body = await response.text();
       const setCookie = response.headers.getSetCookie().find((line) => line.startsWith('sid='));
       if (setCookie !== undefined) cookie = setCookie.split(';')[0];
-      if (response.status !== 200 || body !== 'ok') tally.failures.push(`answered ${response.status}: ${body.slice(0, 100)}`);
+      if (response.status !== 200 || body !== 'ok')
+        tally.failures.push(`answered ${response.status}: ${body.slice(0, 100)}`);
       else tally.answered++;
     } catch (caught) {
       const error = caught as Error & { cause?: NodeJS.ErrnoException };
@@ -484,7 +553,9 @@ async function fetchClient(url: string, tally: Tally, stop: () => boolean, maxRe
         tally.refused++;
         await sleep(20);
       } else {
-        tally.failures.push(`${error.cause?.code ?? error.name} ${error.cause?.message ?? error.message} (after ${tally.answered} answers)`);
+        tally.failures.push(
+          `${error.cause?.code ?? error.name} ${error.cause?.message ?? error.message} (after ${tally.answered} answers)`,
+        );
       }
     }
   }
@@ -492,7 +563,12 @@ async function fetchClient(url: string, tally: Tally, stop: () => boolean, maxRe
 
 test('measured: 8 fetch clients sending back to back through a SIGTERM with the default drain see no reset either', async (t) => {
   // The production defaults (5 s drain within 9 s), as a container runs them.
-  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, NODE_ENV: 'production', SHUTDOWN_DRAIN: '5s', SHUTDOWN_TIMEOUT: '9s' });
+  const server = await startServer(t, {
+    SESSION_KEYS: TEST_KEY,
+    NODE_ENV: 'production',
+    SHUTDOWN_DRAIN: '5s',
+    SHUTDOWN_TIMEOUT: '9s',
+  });
   const tally = newTally();
   let exited = false;
   void server.exited.then(() => (exited = true));
@@ -515,10 +591,16 @@ test('measured: 8 fetch clients sending back to back through a SIGTERM with the 
     }),
   );
   for (const failure of tally.failures.slice(0, 10)) t.log(failure);
-  t.true(answeredBefore > 8 && tally.answered - answeredBefore > 8, 'the clients were answered before and during the drain');
+  t.true(
+    answeredBefore > 8 && tally.answered - answeredBefore > 8,
+    'the clients were answered before and during the drain',
+  );
   t.deepEqual(tally.failures, [], 'no ECONNRESET, hang-up, unanswered or partial request');
   t.is(exit.code, 0);
-  t.true(exit.afterMs >= 5_000 && exit.afterMs < 9_000, `exit after the drain, within the timeout (${exit.afterMs} ms)`);
+  t.true(
+    exit.afterMs >= 5_000 && exit.afterMs < 9_000,
+    `exit after the drain, within the timeout (${exit.afterMs} ms)`,
+  );
 });
 
 test('a request pipelined behind an answer that closes the connection is not processed', async (t) => {
@@ -534,5 +616,9 @@ test('a request pipelined behind an answer that closes the connection is not pro
   await connection.ended;
   t.is(connection.received().match(/^HTTP\/1\.1 /gm)?.length, 1, 'one answer, with Connection: close');
   t.regex(connection.received(), /connection: close/i);
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'the pipelined /del was not carried out: the session is alive');
+  t.deepEqual(
+    Object.keys(await browser.json('/get')),
+    ['time'],
+    'the pipelined /del was not carried out: the session is alive',
+  );
 });

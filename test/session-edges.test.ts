@@ -10,7 +10,12 @@ import { nanoid } from 'nanoid';
 import { addSessionRoutes } from '../app/routes.ts';
 import type { SessionMiddleware } from '../app/session/middleware.ts';
 import { CookieSigner } from '../app/session/signed-cookie.ts';
-import { decodeStoredSession, encodeStoredSession, InvalidStoredSessionError, MAX_DEPTH } from '../app/session/stored-session.ts';
+import {
+  decodeStoredSession,
+  encodeStoredSession,
+  InvalidStoredSessionError,
+  MAX_DEPTH,
+} from '../app/session/stored-session.ts';
 import type { SessionStore, StoreHealth } from '../app/stores/store.ts';
 import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
@@ -32,14 +37,23 @@ const nested = (depth: number, inner = '1') => `${'['.repeat(depth)}${inner}${']
 test('stored data: what this app writes reads back as it was', (t) => {
   t.deepEqual(decodeStoredSession('{"time":1,"_session":true}'), { time: 1, _session: true });
   t.deepEqual(decodeStoredSession('{}'), {});
-  t.deepEqual(decodeStoredSession('{"profile":{"name":"x","tags":["a",{"b":null}]}}'), { profile: { name: 'x', tags: ['a', { b: null }] } });
-  t.deepEqual(decodeStoredSession('{"note":"__proto__ and constructor in a value, \\\\u too"}'), { note: '__proto__ and constructor in a value, \\u too' });
+  t.deepEqual(decodeStoredSession('{"profile":{"name":"x","tags":["a",{"b":null}]}}'), {
+    profile: { name: 'x', tags: ['a', { b: null }] },
+  });
+  t.deepEqual(decodeStoredSession('{"note":"__proto__ and constructor in a value, \\\\u too"}'), {
+    note: '__proto__ and constructor in a value, \\u too',
+  });
   t.deepEqual(decodeStoredSession('{"a\\u0062c":1}'), { abc: 1 }, 'an escape that spells no forbidden key');
   t.deepEqual(decodeStoredSession('{"nameconstructor":1,"x__proto__y":{"protoconstructors":2}}'), {
     nameconstructor: 1,
     x__proto__y: { protoconstructors: 2 },
   });
-  t.deepEqual(decodeStoredSession('{"prototypes":1,"saved":2,"lengths":3,"session":4}'), { prototypes: 1, saved: 2, lengths: 3, session: 4 });
+  t.deepEqual(decodeStoredSession('{"prototypes":1,"saved":2,"lengths":3,"session":4}'), {
+    prototypes: 1,
+    saved: 2,
+    lengths: 3,
+    session: 4,
+  });
 });
 
 test('stored data: each rejection names its reason', (t) => {
@@ -77,21 +91,48 @@ test('stored data: each rejection names its reason', (t) => {
   t.is(reasonFor('{"a":{"__proto__":1}}'), 'a __proto__ or constructor key inside');
   t.is(reasonFor('{"a":[{"b":{"constructor":1}}]}'), 'a __proto__ or constructor key inside');
   t.is(reasonFor('{"a":{"\\u0063onstructor":1}}'), 'a __proto__ or constructor key inside', 'spelled with an escape');
-  t.is(reasonFor('{"a":1,"b":{"c":2,"__proto__":null}}'), 'a __proto__ or constructor key inside', 'after other keys, with a null value');
+  t.is(
+    reasonFor('{"a":1,"b":{"c":2,"__proto__":null}}'),
+    'a __proto__ or constructor key inside',
+    'after other keys, with a null value',
+  );
 });
 
 test('stored data: nesting up to MAX_DEPTH levels, strings and escapes not counted', (t) => {
   t.is(MAX_DEPTH, 32);
   t.notThrows(() => decodeStoredSession(`{"a":${nested(MAX_DEPTH - 1)}}`), 'the object itself is level 1');
   t.is(reasonFor(`{"a":${nested(MAX_DEPTH)}}`), 'nested deeper than 32 levels');
-  t.is(reasonFor(`{"a":${'{"b":'.repeat(MAX_DEPTH)}1${'}'.repeat(MAX_DEPTH)}}`), 'nested deeper than 32 levels', 'objects count too');
-  t.notThrows(() => decodeStoredSession(`{"a":"${'['.repeat(100)}${'{'.repeat(100)}"}`), 'brackets inside a string are text');
-  t.notThrows(() => decodeStoredSession(`{"a":"\\"${'['.repeat(100)}","b":${nested(MAX_DEPTH - 1)}}`), 'an escaped quote does not end the string');
-  t.notThrows(() => decodeStoredSession(`{"a":"\\\\","b":${nested(MAX_DEPTH - 1)}}`), 'an escaped backslash does not escape the quote after it');
-  t.is(reasonFor(`{"a":"\\\\","b":${nested(MAX_DEPTH)}}`), 'nested deeper than 32 levels', 'and what follows the string counts again');
-  t.notThrows(() => decodeStoredSession(`{"a":[${Array.from({ length: 50 }, () => nested(MAX_DEPTH - 2)).join(',')}]}`), 'closed levels are given back');
+  t.is(
+    reasonFor(`{"a":${'{"b":'.repeat(MAX_DEPTH)}1${'}'.repeat(MAX_DEPTH)}}`),
+    'nested deeper than 32 levels',
+    'objects count too',
+  );
+  t.notThrows(
+    () => decodeStoredSession(`{"a":"${'['.repeat(100)}${'{'.repeat(100)}"}`),
+    'brackets inside a string are text',
+  );
+  t.notThrows(
+    () => decodeStoredSession(`{"a":"\\"${'['.repeat(100)}","b":${nested(MAX_DEPTH - 1)}}`),
+    'an escaped quote does not end the string',
+  );
+  t.notThrows(
+    () => decodeStoredSession(`{"a":"\\\\","b":${nested(MAX_DEPTH - 1)}}`),
+    'an escaped backslash does not escape the quote after it',
+  );
+  t.is(
+    reasonFor(`{"a":"\\\\","b":${nested(MAX_DEPTH)}}`),
+    'nested deeper than 32 levels',
+    'and what follows the string counts again',
+  );
+  t.notThrows(
+    () => decodeStoredSession(`{"a":[${Array.from({ length: 50 }, () => nested(MAX_DEPTH - 2)).join(',')}]}`),
+    'closed levels are given back',
+  );
   const objects = (depth: number) => `${'{"b":'.repeat(depth)}1${'}'.repeat(depth)}`;
-  t.notThrows(() => decodeStoredSession(`{"a":[${Array.from({ length: 50 }, () => objects(MAX_DEPTH - 2)).join(',')}]}`), 'closed objects are given back too');
+  t.notThrows(
+    () => decodeStoredSession(`{"a":[${Array.from({ length: 50 }, () => objects(MAX_DEPTH - 2)).join(',')}]}`),
+    'closed objects are given back too',
+  );
 });
 
 test('stored data: a rejection is an InvalidStoredSessionError, by class and by name (as logs and stack traces show it)', (t) => {
@@ -104,9 +145,15 @@ test('stored data: encode drops koa-session expiry fields, marks the session, re
   t.is(encodeStoredSession(session), '{"time":5,"_session":true}');
   t.deepEqual(session, { time: 5, _session: true }, 'in place');
   t.is(encodeStoredSession({}), '{"_session":true}');
-  t.throws(() => encodeStoredSession({ toJSON: 1 }), { message: 'cannot store this session: reserved key "toJSON" (rename that session field)' });
-  t.throws(() => encodeStoredSession({ _private: 1 }), { message: 'cannot store this session: internal key "_private" (rename that session field)' });
-  t.throws(() => encodeStoredSession({ a: JSON.parse(nested(MAX_DEPTH)) }), { message: 'cannot store this session: nested deeper than 32 levels' });
+  t.throws(() => encodeStoredSession({ toJSON: 1 }), {
+    message: 'cannot store this session: reserved key "toJSON" (rename that session field)',
+  });
+  t.throws(() => encodeStoredSession({ _private: 1 }), {
+    message: 'cannot store this session: internal key "_private" (rename that session field)',
+  });
+  t.throws(() => encodeStoredSession({ a: JSON.parse(nested(MAX_DEPTH)) }), {
+    message: 'cannot store this session: nested deeper than 32 levels',
+  });
   t.notThrows(() => encodeStoredSession({ a: JSON.parse(nested(MAX_DEPTH - 1)) }));
   const round = encodeStoredSession({ a: { b: [1, 'two', null] } });
   t.deepEqual(decodeStoredSession(round), { a: { b: [1, 'two', null] }, _session: true });
@@ -122,7 +169,11 @@ test('cookie signer: needs a key; encodes only session ids; signs the cookie nam
   const value = signer.encode(id, 1_700_000_000_000);
   t.regex(value, new RegExp(`^${id}\\.${(1_700_000_000_000).toString(36)}\\.[A-Za-z0-9_-]{43}$`));
   t.deepEqual(signer.decode(value), { id, issuedAt: 1_700_000_000_000, keyIndex: 0 });
-  t.deepEqual(signer.decode(value), { id, issuedAt: 1_700_000_000_000, keyIndex: 0 }, 'again (from the cache of verified values)');
+  t.deepEqual(
+    signer.decode(value),
+    { id, issuedAt: 1_700_000_000_000, keyIndex: 0 },
+    'again (from the cache of verified values)',
+  );
   t.is(new CookieSigner('other', [TEST_KEY]).decode(value), undefined, 'a cookie signed for another name is refused');
   t.is(signer.decode(undefined), undefined);
   t.is(signer.decode(''), undefined);
@@ -220,7 +271,10 @@ function addThemeRoute(router: Router, session: SessionMiddleware): void {
   });
 }
 
-async function recordingApp(t: ExecutionContext, env: Record<string, string> = {}): Promise<{ app: RunningApp; store: RecordingStore }> {
+async function recordingApp(
+  t: ExecutionContext,
+  env: Record<string, string> = {},
+): Promise<{ app: RunningApp; store: RecordingStore }> {
   let store!: RecordingStore;
   const app = await appForTest(t, env, {
     wrapStore: (inner) => (store = new RecordingStore(inner)),
@@ -256,82 +310,98 @@ const STORED = JSON.stringify({ time: 1, _session: true });
 const CLEARING = /^sid=; path=\/; expires=Thu, 01 Jan 1970 00:00:00 GMT; samesite=lax; httponly$/;
 
 /** A session put straight into the store, and a genuine cookie for it issued `ageMs` ago. */
-async function sessionIssuedAgo(app: RunningApp, ageMs: number): Promise<{ id: string; cookie: string; issuedAt: number }> {
+async function sessionIssuedAgo(
+  app: RunningApp,
+  ageMs: number,
+): Promise<{ id: string; cookie: string; issuedAt: number }> {
   const id = nanoid();
   await app.store.create(id, STORED, 600_000);
   const issuedAt = Date.now() - ageMs;
   return { id, cookie: `sid=${signer.encode(id, issuedAt)}`, issuedAt };
 }
 
-test.serial('the absolute lifetime ends at its very millisecond: a cookie exactly SESSION_MAX_LIFETIME old is refused, 1 ms younger is not', async (t) => {
-  const { app } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
-  const frozen = Date.now();
-  const [refused, alive] = await withDateNow(
-    () => frozen,
-    async () => {
-      const atTheEnd = await sessionIssuedAgo(app, 3_600_000);
-      const justBefore = await sessionIssuedAgo(app, 3_600_000 - 1);
-      return [
-        await new Browser(app.url).request('/get', { headers: { cookie: atTheEnd.cookie } }),
-        await new Browser(app.url).request('/get', { headers: { cookie: justBefore.cookie } }),
-      ];
-    },
-  );
-  t.is(refused.body, '{}', 'issued exactly SESSION_MAX_LIFETIME ago: refused');
-  t.is(refused.setCookies.length, 1);
-  t.regex(refused.setCookies[0], CLEARING);
-  t.is(alive.body, '{"time":1}', '1 ms before the end: still open');
-  t.deepEqual(alive.setCookies, []);
-});
-
-test.serial('a lifetime that ends while a request runs: a read clears the cookie, other cookies of the route stay', async (t) => {
-  const { app, store } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
-  const clock = { aheadMs: 0 };
-  const realNow = Date.now;
-  // 30 s of lifetime left when each request comes in; the store read happens a minute later.
-  store.onGet = () => (clock.aheadMs = 60_000);
-  const send = async (path: string) => {
-    const session = await sessionIssuedAgo(app, 3_600_000 - 30_000);
-    clock.aheadMs = 0;
-    return withDateNow(
-      () => realNow() + clock.aheadMs,
-      () => new Browser(app.url).request(path, { headers: { cookie: session.cookie } }),
+test.serial(
+  'the absolute lifetime ends at its very millisecond: a cookie exactly SESSION_MAX_LIFETIME old is refused, 1 ms younger is not',
+  async (t) => {
+    const { app } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
+    const frozen = Date.now();
+    const [refused, alive] = await withDateNow(
+      () => frozen,
+      async () => {
+        const atTheEnd = await sessionIssuedAgo(app, 3_600_000);
+        const justBefore = await sessionIssuedAgo(app, 3_600_000 - 1);
+        return [
+          await new Browser(app.url).request('/get', { headers: { cookie: atTheEnd.cookie } }),
+          await new Browser(app.url).request('/get', { headers: { cookie: justBefore.cookie } }),
+        ];
+      },
     );
-  };
+    t.is(refused.body, '{}', 'issued exactly SESSION_MAX_LIFETIME ago: refused');
+    t.is(refused.setCookies.length, 1);
+    t.regex(refused.setCookies[0], CLEARING);
+    t.is(alive.body, '{"time":1}', '1 ms before the end: still open');
+    t.deepEqual(alive.setCookies, []);
+  },
+);
 
-  const get = await send('/get');
-  t.is(get.status, 200);
-  t.is(get.body, '{"time":1}', 'the session was still in the store when read');
-  t.is(get.setCookies.length, 1, 'no cookie was set: the clearing one is the only line');
-  t.regex(get.setCookies[0], CLEARING);
+test.serial(
+  'a lifetime that ends while a request runs: a read clears the cookie, other cookies of the route stay',
+  async (t) => {
+    const { app, store } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
+    const clock = { aheadMs: 0 };
+    const realNow = Date.now;
+    // 30 s of lifetime left when each request comes in; the store read happens a minute later.
+    store.onGet = () => (clock.aheadMs = 60_000);
+    const send = async (path: string) => {
+      const session = await sessionIssuedAgo(app, 3_600_000 - 30_000);
+      clock.aheadMs = 0;
+      return withDateNow(
+        () => realNow() + clock.aheadMs,
+        () => new Browser(app.url).request(path, { headers: { cookie: session.cookie } }),
+      );
+    };
 
-  const theme = await send('/theme');
-  t.is(theme.status, 200);
-  t.is(theme.setCookies.length, 2, JSON.stringify(theme.setCookies));
-  t.is(theme.setCookies[0], 'theme=dark; path=/', "the route's own cookie is kept");
-  t.regex(theme.setCookies[1], CLEARING, 'and the session cookie cleared');
-});
+    const get = await send('/get');
+    t.is(get.status, 200);
+    t.is(get.body, '{"time":1}', 'the session was still in the store when read');
+    t.is(get.setCookies.length, 1, 'no cookie was set: the clearing one is the only line');
+    t.regex(get.setCookies[0], CLEARING);
 
-test.serial('a lifetime that ends while a request runs: a new session saved by that request keeps its cookie', async (t) => {
-  const { app, store } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
-  const clock = { aheadMs: 0 };
-  const realNow = Date.now;
-  store.onGet = () => (clock.aheadMs = 60_000);
-  // A genuine cookie with 30 s left whose store entry is already gone: this request saves a new session.
-  const gone = nanoid();
-  const cookie = `sid=${signer.encode(gone, Date.now() - 3_600_000 + 30_000)}`;
-  const theme = await withDateNow(
-    () => realNow() + clock.aheadMs,
-    () => new Browser(app.url).request('/theme', { headers: { cookie } }),
-  );
-  t.is(theme.status, 200);
-  t.is(theme.setCookies.length, 2, JSON.stringify(theme.setCookies));
-  t.is(theme.setCookies[0], 'theme=dark; path=/');
-  const fresh = sessionIdOf(cookieValue(theme.setCookies, 'sid'));
-  t.truthy(fresh, 'the new session cookie, not a clearing one');
-  t.not(fresh, gone);
-  t.deepEqual(JSON.parse((await app.store.get(fresh!, 60_000))!), { time: 7, _session: true }, 'and the new session is stored');
-});
+    const theme = await send('/theme');
+    t.is(theme.status, 200);
+    t.is(theme.setCookies.length, 2, JSON.stringify(theme.setCookies));
+    t.is(theme.setCookies[0], 'theme=dark; path=/', "the route's own cookie is kept");
+    t.regex(theme.setCookies[1], CLEARING, 'and the session cookie cleared');
+  },
+);
+
+test.serial(
+  'a lifetime that ends while a request runs: a new session saved by that request keeps its cookie',
+  async (t) => {
+    const { app, store } = await recordingApp(t, { SESSION_MAX_LIFETIME: '1h' });
+    const clock = { aheadMs: 0 };
+    const realNow = Date.now;
+    store.onGet = () => (clock.aheadMs = 60_000);
+    // A genuine cookie with 30 s left whose store entry is already gone: this request saves a new session.
+    const gone = nanoid();
+    const cookie = `sid=${signer.encode(gone, Date.now() - 3_600_000 + 30_000)}`;
+    const theme = await withDateNow(
+      () => realNow() + clock.aheadMs,
+      () => new Browser(app.url).request('/theme', { headers: { cookie } }),
+    );
+    t.is(theme.status, 200);
+    t.is(theme.setCookies.length, 2, JSON.stringify(theme.setCookies));
+    t.is(theme.setCookies[0], 'theme=dark; path=/');
+    const fresh = sessionIdOf(cookieValue(theme.setCookies, 'sid'));
+    t.truthy(fresh, 'the new session cookie, not a clearing one');
+    t.not(fresh, gone);
+    t.deepEqual(
+      JSON.parse((await app.store.get(fresh!, 60_000))!),
+      { time: 7, _session: true },
+      'and the new session is stored',
+    );
+  },
+);
 
 test('every store call brings SESSION_MAX_AGE as its TTL when there is no absolute lifetime', async (t) => {
   const { app, store } = await recordingApp(t, { SESSION_MAX_AGE: '45s' });
@@ -394,7 +464,10 @@ test('a shorter absolute lifetime caps the TTL of a new session, and of the sess
   const issuedAt = Number.parseInt(cookieValue(login.setCookies, 'sid')!.split('.')[1], 36);
   t.true(Math.abs(issuedAt - Date.now()) < 10_000, 'the new id has its own issue time');
   const writes = store.calls.filter((call) => call.method === 'create' || call.method === 'update');
-  t.true(writes.length > 0 && writes.every((call) => call.ttlMs! <= 90_000 && call.ttlMs! > 80_000), JSON.stringify(store.calls));
+  t.true(
+    writes.length > 0 && writes.every((call) => call.ttlMs! <= 90_000 && call.ttlMs! > 80_000),
+    JSON.stringify(store.calls),
+  );
 });
 
 test('past the absolute lifetime a genuine cookie is refused at once: no store read, its entry destroyed, the cookie cleared', async (t) => {
@@ -433,12 +506,15 @@ test('the cookie that clears a refused session carries the attributes it was set
   const expired = await sessionIssuedAgo(app, 120_000);
   const get = await new Browser(app.url).request('/get', { headers: { cookie: expired.cookie } });
   t.is(get.body, '{}');
-  t.deepEqual(get.setCookies, ['sid=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; samesite=strict; secure; httponly']);
+  t.deepEqual(get.setCookies, [
+    'sid=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; samesite=strict; secure; httponly',
+  ]);
 });
 
 test('SESSION_COOKIE_SECURE=false never marks the cookie Secure, even behind a trusted TLS proxy', async (t) => {
   const app = await appForTest(t, { TRUST_PROXY: 'true', SESSION_COOKIE_SECURE: 'false' });
-  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } })).setCookies;
+  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } }))
+    .setCookies;
   t.regex(cookie, /^sid=[^;]+; path=\/; samesite=lax; httponly$/);
 });
 
@@ -459,7 +535,11 @@ test('a cookie signed with an older key is re-signed once, with its id and issue
   browser.cookies.set('sid', new CookieSigner('sid', [oldKey]).encode(id, issuedAt));
   await new Promise((resolve) => setTimeout(resolve, 1_050));
   const set = await browser.request('/set');
-  t.deepEqual(set.setCookies, [`sid=${signer.encode(id, issuedAt)}; path=/; samesite=lax; httponly`], 'a write re-signs it too, once');
+  t.deepEqual(
+    set.setCookies,
+    [`sid=${signer.encode(id, issuedAt)}; path=/; samesite=lax; httponly`],
+    'a write re-signs it too, once',
+  );
   t.deepEqual(
     store.calls.map((call) => call.method),
     ['get', 'update'],
@@ -489,7 +569,9 @@ test('/del of a session only this request made destroys nothing in the store', a
 test('/del with a cookie for an unknown id: nothing to destroy, and the cookie is cleared', async (t) => {
   const { app, store } = await recordingApp(t);
   const id = nanoid();
-  const answer = await new Browser(app.url).request('/del', { headers: { cookie: `sid=${signer.encode(id, Date.now())}` } });
+  const answer = await new Browser(app.url).request('/del', {
+    headers: { cookie: `sid=${signer.encode(id, Date.now())}` },
+  });
   t.is(answer.status, 200);
   t.deepEqual(
     store.calls.map((call) => call.method),
@@ -551,11 +633,17 @@ test('a discarded stored session is logged at warn with the store kind and the r
   const app = await appForTest(t);
   const id = nanoid();
   await app.store.create(id, '{"time":', 60_000);
-  const get = await new Browser(app.url).request('/get', { headers: { cookie: `sid=${signer.encode(id, Date.now())}` } });
+  const get = await new Browser(app.url).request('/get', {
+    headers: { cookie: `sid=${signer.encode(id, Date.now())}` },
+  });
   t.is(get.body, '{}');
   const warnings = app.logs.filter((line) => line.level === 'warn');
   t.is(warnings.length, 1);
-  t.like(warnings[0], { store: 'memory', reason: 'not JSON', msg: 'discarded a stored session that is not valid session data' });
+  t.like(warnings[0], {
+    store: 'memory',
+    reason: 'not JSON',
+    msg: 'discarded a stored session that is not valid session data',
+  });
 });
 
 test('a route that saves a session without the session middleware fails with a 500 whose log says so', async (t) => {

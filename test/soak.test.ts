@@ -16,7 +16,9 @@ test('soak: 20 s of mixed traffic at the store cap, no errors, no wrong answers'
   const cap = 1_000;
   const maxAgeMs = 10_000;
   const result = await runSoak({ durationMs: 20_000, store: 'memory', cap, maxAge: `${maxAgeMs}ms`, concurrency: 8 });
-  t.log(`${result.requests} requests, ${result.samples.length} samples, filled in ${result.fillMs} ms, ${result.sessionsAfterFill} sessions then`);
+  t.log(
+    `${result.requests} requests, ${result.samples.length} samples, filled in ${result.fillMs} ms, ${result.sessionsAfterFill} sessions then`,
+  );
   t.deepEqual(result.problems, []);
   t.is(result.errors, 0);
   t.is(result.wrongAnswers, 0);

@@ -56,7 +56,10 @@ for (const { name, test: storeTest, open } of STORES) {
    * A case with an "it is still alive" check (see test/helpers/timing.ts): each attempt on a fresh
    * store; one that a stall made inconclusive runs again.
    */
-  const timedContract = (title: string, body: (t: ExecutionContext, store: SessionStore, watch: LifetimeWatch) => Promise<void>) =>
+  const timedContract = (
+    title: string,
+    body: (t: ExecutionContext, store: SessionStore, watch: LifetimeWatch) => Promise<void>,
+  ) =>
     storeTest(`${name} store: ${title}`, (t) =>
       untilConclusive(t, async (tt, watch) => {
         const { store, cleanUp } = await open();
@@ -69,7 +72,8 @@ for (const { name, test: storeTest, open } of STORES) {
     );
 
   contract('an unknown id is undefined, including object-property names', async (t, store) => {
-    for (const id of ['never-set', '__proto__', 'constructor', 'toString', 'hasOwnProperty']) t.is(await store.get(id, TTL), undefined, id);
+    for (const id of ['never-set', '__proto__', 'constructor', 'toString', 'hasOwnProperty'])
+      t.is(await store.get(id, TTL), undefined, id);
   });
 
   contract('create then get returns the same text, whatever it holds', async (t, store) => {
@@ -86,15 +90,18 @@ for (const { name, test: storeTest, open } of STORES) {
     t.is(await store.get('constructor', LONG), undefined);
   });
 
-  timedContract('create on an existing id is false and changes nothing, not even the lifetime', async (t, store, watch) => {
-    watch.start();
-    t.true(await store.create('a', 'first', TTL));
-    await sleep(TTL * 0.6);
-    t.false(await store.create('a', 'second', LONG));
-    watch.checked(TTL, 'the second create');
-    await sleep(TTL * 0.6); // 1.2 TTL since the create, no read in between: the failed create renewed nothing
-    t.is(await store.get('a', TTL), undefined);
-  });
+  timedContract(
+    'create on an existing id is false and changes nothing, not even the lifetime',
+    async (t, store, watch) => {
+      watch.start();
+      t.true(await store.create('a', 'first', TTL));
+      await sleep(TTL * 0.6);
+      t.false(await store.create('a', 'second', LONG));
+      watch.checked(TTL, 'the second create');
+      await sleep(TTL * 0.6); // 1.2 TTL since the create, no read in between: the failed create renewed nothing
+      t.is(await store.get('a', TTL), undefined);
+    },
+  );
 
   contract('create on an existing id leaves the text as it was', async (t, store) => {
     t.true(await store.create('a', 'first', LONG));
@@ -115,15 +122,18 @@ for (const { name, test: storeTest, open } of STORES) {
     t.is(await store.get('a', LONG), 'new');
   });
 
-  timedContract('update replaces the text of an existing id and renews it to its own lifetime', async (t, store, watch) => {
-    watch.start();
-    t.true(await store.create('a', 'v1', TTL));
-    await sleep(TTL * 0.6);
-    t.true(await store.update('a', 'v2', LONG));
-    watch.checked(TTL, 'the update');
-    await sleep(TTL * 1.5); // past the first lifetime: the update's own lifetime holds
-    t.is(await store.get('a', LONG), 'v2');
-  });
+  timedContract(
+    'update replaces the text of an existing id and renews it to its own lifetime',
+    async (t, store, watch) => {
+      watch.start();
+      t.true(await store.create('a', 'v1', TTL));
+      await sleep(TTL * 0.6);
+      t.true(await store.update('a', 'v2', LONG));
+      watch.checked(TTL, 'the update');
+      await sleep(TTL * 1.5); // past the first lifetime: the update's own lifetime holds
+      t.is(await store.get('a', LONG), 'v2');
+    },
+  );
 
   contract('update of an unknown id is false and creates nothing', async (t, store) => {
     t.false(await store.update('never-set', 'text', LONG));
@@ -189,17 +199,20 @@ for (const { name, test: storeTest, open } of STORES) {
     t.is(await store.get('a', TTL), undefined);
   });
 
-  timedContract("a read renews to the read's lifetime, shorter or longer than the one before", async (t, store, watch) => {
-    t.true(await store.create('shortened', 'v', LONG));
-    watch.start();
-    t.true(await store.create('lengthened', 'v', TTL));
-    t.is(await store.get('shortened', TTL), 'v');
-    t.is(await store.get('lengthened', LONG), 'v');
-    watch.checked(TTL, 'the read of lengthened');
-    await sleep(TTL * 1.6);
-    t.is(await store.get('shortened', LONG), undefined, 'the read cut the lifetime to TTL');
-    t.is(await store.get('lengthened', LONG), 'v', 'the read extended it');
-  });
+  timedContract(
+    "a read renews to the read's lifetime, shorter or longer than the one before",
+    async (t, store, watch) => {
+      t.true(await store.create('shortened', 'v', LONG));
+      watch.start();
+      t.true(await store.create('lengthened', 'v', TTL));
+      t.is(await store.get('shortened', TTL), 'v');
+      t.is(await store.get('lengthened', LONG), 'v');
+      watch.checked(TTL, 'the read of lengthened');
+      await sleep(TTL * 1.6);
+      t.is(await store.get('shortened', LONG), undefined, 'the read cut the lifetime to TTL');
+      t.is(await store.get('lengthened', LONG), 'v', 'the read extended it');
+    },
+  );
 
   contract('health reports ok', async (t, store) => {
     t.true((await store.health()).ok);

@@ -45,7 +45,11 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant('advance' as const),
       // Mostly less than the lifetimes (so sliding matters), and their exact edges.
-      ms: fc.oneof(fc.integer({ min: 0, max: 800 }), fc.constantFrom(299, 300, 301, 999, 1_000, 1_001, 2_500), fc.integer({ min: 0, max: 3_000 })),
+      ms: fc.oneof(
+        fc.integer({ min: 0, max: 800 }),
+        fc.constantFrom(299, 300, 301, 999, 1_000, 1_001, 2_500),
+        fc.integer({ min: 0, max: 3_000 }),
+      ),
     }),
   },
   { weight: 2, arbitrary: fc.constant({ kind: 'sweep' as const }) },
@@ -208,7 +212,13 @@ test('memory store matches the model: conditional writes, sliding expiry, segmen
       async ({ max, protectedShare, batch }, commands) => {
         const model = new MemoryModel(max, protectedShare, batch);
         const start = 5_000_000;
-        const store = new MemoryStore({ maxEntries: max, protectedShare, sweepBatchSize: batch, sweepIntervalMs: 3_600_000, now: () => start + model.now });
+        const store = new MemoryStore({
+          maxEntries: max,
+          protectedShare,
+          sweepBatchSize: batch,
+          sweepIntervalMs: 3_600_000,
+          now: () => start + model.now,
+        });
         try {
           for (const [step, c] of commands.entries()) {
             const at = `step ${step}: ${JSON.stringify(c)}`;

@@ -39,7 +39,12 @@ const STORES = [
   {
     name: 'redis',
     test: redisTest(test),
-    env: (): Record<string, string> => ({ SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: uniquePrefix(), ...PATIENT_REDIS }),
+    env: (): Record<string, string> => ({
+      SESSION_STORE: 'redis',
+      REDIS_URL: REDIS_URL ?? '',
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      ...PATIENT_REDIS,
+    }),
   },
 ];
 
@@ -70,25 +75,31 @@ async function expectDiscarded(t: ExecutionContext, app: RunningApp, id: string)
 
 for (const store of STORES) {
   for (const [kind, text] of Object.entries(INVALID_VALUES)) {
-    store.test(`${store.name} store: a stored value (${kind}) reads as no session, is deleted and logged once`, async (t) => {
-      const app = await appFor(t, store.env());
-      const id = nanoid();
-      t.true(await app.store.create(id, text, 60_000));
-      await expectDiscarded(t, app, id);
-    });
+    store.test(
+      `${store.name} store: a stored value (${kind}) reads as no session, is deleted and logged once`,
+      async (t) => {
+        const app = await appFor(t, store.env());
+        const id = nanoid();
+        t.true(await app.store.create(id, text, 60_000));
+        await expectDiscarded(t, app, id);
+      },
+    );
   }
 }
 
-redisTest(test)('redis store: a session key holding another Redis type reads as no session, is deleted and logged once', async (t) => {
-  const env = STORES[1].env();
-  const app = await appFor(t, env);
-  const id = nanoid();
-  const client = await inspector();
-  t.teardown(() => client.close());
-  await client.rPush(`${env.REDIS_KEY_PREFIX}${id}`, ['a', 'b']);
-  await expectDiscarded(t, app, id);
-  t.is(await client.exists(`${env.REDIS_KEY_PREFIX}${id}`), 0, 'the list is gone');
-});
+redisTest(test)(
+  'redis store: a session key holding another Redis type reads as no session, is deleted and logged once',
+  async (t) => {
+    const env = STORES[1].env();
+    const app = await appFor(t, env);
+    const id = nanoid();
+    const client = await inspector();
+    t.teardown(() => client.close());
+    await client.rPush(`${env.REDIS_KEY_PREFIX}${id}`, ['a', 'b']);
+    await expectDiscarded(t, app, id);
+    t.is(await client.exists(`${env.REDIS_KEY_PREFIX}${id}`), 0, 'the list is gone');
+  },
+);
 
 test('a handler that stores a reserved field name fails loudly at write instead of losing the session later', async (t) => {
   const app = await appForTest(

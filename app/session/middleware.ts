@@ -38,13 +38,22 @@ export interface SessionMiddleware {
 /** koa-session's own clearing cookie ("name=; expires=1970") starts with this. */
 const clearingCookie = (name: string) => `${name}=;`;
 
-export function createSessionMiddleware(app: Koa, { config, store, logger }: SessionMiddlewareOptions): SessionMiddleware {
+export function createSessionMiddleware(
+  app: Koa,
+  { config, store, logger }: SessionMiddlewareOptions,
+): SessionMiddleware {
   const { name, sameSite, secure } = config.cookie;
   const signer = new CookieSigner(name, config.keys);
   // One set of attributes for every cookie of ours, koa-session's clearing cookie included, so a
   // logout clears exactly the cookie that was set (a Secure or __Host- cookie needs Secure to be cleared).
   // secure undefined: Koa's cookie jar uses the request's own protocol (SESSION_COOKIE_SECURE=auto).
-  const cookieOptions = { httpOnly: true, sameSite, path: '/', overwrite: true, secure: secure === 'auto' ? undefined : secure === 'true' };
+  const cookieOptions = {
+    httpOnly: true,
+    sameSite,
+    path: '/',
+    overwrite: true,
+    secure: secure === 'auto' ? undefined : secure === 'true',
+  };
 
   function writeCookie(ctx: Context, id: string, issuedAt: number): void {
     ctx.cookies.set(name, signer.encode(id, issuedAt), cookieOptions);
@@ -94,7 +103,12 @@ export function createSessionMiddleware(app: Koa, { config, store, logger }: Ses
       key: name,
       // No cookie lifetime: the store alone decides expiry (sliding), see above.
       maxAge: 'session',
-      store: createRequestStore({ store, logger, idleLifetimeMs: config.maxAgeMs, maxLifetimeMs: config.maxLifetimeMs }),
+      store: createRequestStore({
+        store,
+        logger,
+        idleLifetimeMs: config.maxAgeMs,
+        maxLifetimeMs: config.maxLifetimeMs,
+      }),
       externalKey,
       genid: () => nanoid(),
       // The signature lives inside our one cookie; koa-session must not ask Keygrip for a second one.

@@ -20,7 +20,12 @@ import type { Context } from 'koa';
 import type { Logger } from '../logger.ts';
 import type { SessionStore } from '../stores/store.ts';
 import type { SessionCookie } from './signed-cookie.ts';
-import { decodeStoredSession, encodeStoredSession, InvalidStoredSessionError, type StoredSession } from './stored-session.ts';
+import {
+  decodeStoredSession,
+  encodeStoredSession,
+  InvalidStoredSessionError,
+  type StoredSession,
+} from './stored-session.ts';
 
 /** What one request knows of its session. */
 export class RequestSession {
@@ -93,7 +98,10 @@ export function createRequestStore({ store, logger, idleLifetimeMs, maxLifetimeM
       } catch (error) {
         if (!(error instanceof InvalidStoredSessionError)) throw error;
         // Stored data is input: a value this app would not have written reads as no session, and goes.
-        logger.warn({ store: store.kind, reason: error.message }, 'discarded a stored session that is not valid session data');
+        logger.warn(
+          { store: store.kind, reason: error.message },
+          'discarded a stored session that is not valid session data',
+        );
         await store.destroy(id);
         return undefined;
       }

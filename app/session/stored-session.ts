@@ -77,14 +77,17 @@ export function decodeStoredSession(text: string): StoredSession {
     throw new InvalidStoredSessionError('not JSON');
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new InvalidStoredSessionError(`a JSON ${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value}, not an object`);
+    throw new InvalidStoredSessionError(
+      `a JSON ${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value}, not an object`,
+    );
   }
   const session = value as StoredSession;
   for (const key of Object.keys(session)) {
     const problem = keyProblem(key, session[key]);
     if (problem !== undefined) throw new InvalidStoredSessionError(problem);
   }
-  if (MAY_HIDE_FORBIDDEN_KEY.test(text) && hasForbiddenKey(session)) throw new InvalidStoredSessionError('a __proto__ or constructor key inside');
+  if (MAY_HIDE_FORBIDDEN_KEY.test(text) && hasForbiddenKey(session))
+    throw new InvalidStoredSessionError('a __proto__ or constructor key inside');
   return session;
 }
 
@@ -134,6 +137,7 @@ export function encodeStoredSession(session: StoredSession): string {
     if (problem !== undefined) throw new Error(`cannot store this session: ${problem} (rename that session field)`);
   }
   const text = JSON.stringify(session);
-  if (nestedDeeperThan(text, MAX_DEPTH)) throw new Error(`cannot store this session: nested deeper than ${MAX_DEPTH} levels`);
+  if (nestedDeeperThan(text, MAX_DEPTH))
+    throw new Error(`cannot store this session: nested deeper than ${MAX_DEPTH} levels`);
   return text;
 }

@@ -179,8 +179,10 @@ export class MemoryStore implements SessionStore {
 
   constructor(options: MemoryStoreOptions) {
     const { maxEntries, protectedShare = 0.8 } = options;
-    if (!(Number.isSafeInteger(maxEntries) && maxEntries > 0)) throw new RangeError(`maxEntries must be a positive integer, not ${maxEntries}`);
-    if (!(protectedShare >= 0 && protectedShare <= 1)) throw new RangeError(`protectedShare must be from 0 to 1, not ${protectedShare}`);
+    if (!(Number.isSafeInteger(maxEntries) && maxEntries > 0))
+      throw new RangeError(`maxEntries must be a positive integer, not ${maxEntries}`);
+    if (!(protectedShare >= 0 && protectedShare <= 1))
+      throw new RangeError(`protectedShare must be from 0 to 1, not ${protectedShare}`);
     this.#maxEntries = maxEntries;
     this.#maxProtected = Math.floor(maxEntries * protectedShare);
     this.#sweepBatchSize = Math.max(1, options.sweepBatchSize ?? 5_000);

@@ -61,7 +61,12 @@ function messageOf(error: unknown): string {
  * Runs `work` against a deadline: past it, rejects with `timeoutError()`, then calls `afterTimeout`
  * (after, so that what it does to `work` cannot win the race).
  */
-async function withDeadline<T>(work: Promise<T>, ms: number, timeoutError: () => Error, afterTimeout?: () => void): Promise<T> {
+async function withDeadline<T>(
+  work: Promise<T>,
+  ms: number,
+  timeoutError: () => Error,
+  afterTimeout?: () => void,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -81,7 +86,11 @@ async function withDeadline<T>(work: Promise<T>, ms: number, timeoutError: () =>
  * deadline matters: a paused Redis still accepts TCP connections (the kernel does) but never
  * completes the handshake.
  */
-async function openClient(options: RedisStoreOptions, onError: (client: Client, error: Error) => void, onCreated?: (client: Client) => void): Promise<Client> {
+async function openClient(
+  options: RedisStoreOptions,
+  onError: (client: Client, error: Error) => void,
+  onCreated?: (client: Client) => void,
+): Promise<Client> {
   const client = createRedisClient(options);
   // node-redis emits 'error' for every failure; without a listener it would crash the process.
   client.on('error', (error: Error) => onError(client, error));
@@ -139,7 +148,8 @@ export class RedisStore implements SessionStore {
       const reason = messageOf(lastError ?? error);
       throw new StartupError(
         'REDIS_URL',
-        `REDIS_URL=${JSON.stringify(redactUrl(options.url))}: Redis did not answer within ${options.connectTimeoutMs} ms (${reason})`,
+        `REDIS_URL=${JSON.stringify(redactUrl(options.url))}: ` +
+          `Redis did not answer within ${options.connectTimeoutMs} ms (${reason})`,
       );
     }
     store = new RedisStore(client, options);
@@ -165,13 +175,17 @@ export class RedisStore implements SessionStore {
 
   async create(id: string, text: string, ttlMs: number): Promise<boolean> {
     const key = this.#prefix + id;
-    const reply = await this.#run((client) => client.set(key, text, { expiration: { type: 'PX', value: ttlMs }, condition: 'NX' }));
+    const reply = await this.#run((client) =>
+      client.set(key, text, { expiration: { type: 'PX', value: ttlMs }, condition: 'NX' }),
+    );
     return reply === 'OK';
   }
 
   async update(id: string, text: string, ttlMs: number): Promise<boolean> {
     const key = this.#prefix + id;
-    const reply = await this.#run((client) => client.set(key, text, { expiration: { type: 'PX', value: ttlMs }, condition: 'XX' }));
+    const reply = await this.#run((client) =>
+      client.set(key, text, { expiration: { type: 'PX', value: ttlMs }, condition: 'XX' }),
+    );
     return reply === 'OK';
   }
 
@@ -289,7 +303,10 @@ export class RedisStore implements SessionStore {
   #markDown(reason: string): void {
     if (this.#down || this.#closed) return;
     this.#down = true;
-    this.#logger.warn({ url: redactUrl(this.#options.url), err: reason }, 'redis unreachable; session requests answer 503 until it is back');
+    this.#logger.warn(
+      { url: redactUrl(this.#options.url), err: reason },
+      'redis unreachable; session requests answer 503 until it is back',
+    );
   }
 
   #markUp(): void {

@@ -38,7 +38,10 @@ if (kind === 'koa-session') {
     get: (ctx: Context) => ctx.cookies.get('sid') ?? '',
     set: (ctx: Context, id: string) => void ctx.cookies.set('sid', id, { signed: false }),
   };
-  session = createSession({ key: 'sid', signed: false, store, externalKey } as Parameters<typeof createSession>[0], app);
+  session = createSession(
+    { key: 'sid', signed: false, store, externalKey } as Parameters<typeof createSession>[0],
+    app,
+  );
 } else if (kind !== 'bare') {
   throw new Error('usage: baseline-server.ts bare|floor|koa-session');
 }

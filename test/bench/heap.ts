@@ -21,7 +21,8 @@ const before = settledHeap();
 const time = Math.floor(Date.now() / 1000);
 // Everything the store holds counts: the id string (the Map key), the entry, the stored text. The
 // text is made as the session layer makes it (JSON.stringify), so the store's own copy is measured.
-for (let i = 0; i < COUNT; i++) await store.create(nanoid(), JSON.stringify({ time: time + (i % 1000), _session: true }), TTL_MS);
+for (let i = 0; i < COUNT; i++)
+  await store.create(nanoid(), JSON.stringify({ time: time + (i % 1000), _session: true }), TTL_MS);
 const after = settledHeap();
 const perSession = (after - before) / COUNT;
 process.stdout.write(`${JSON.stringify({ sessions: store.size, heapBytesPerSession: Math.round(perSession) })}\n`);

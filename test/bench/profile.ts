@@ -51,7 +51,11 @@ const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.met
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 interface CpuProfile {
-  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }>;
+  nodes: Array<{
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    children?: number[];
+  }>;
   samples: number[];
   timeDeltas: number[];
 }
@@ -60,10 +64,18 @@ interface CpuProfile {
 function bucketOf(functionName: string, url: string): string {
   // V8's own entries ("(garbage collector)", "(program)") by name; the rest without a file is native
   // code: system calls (writev: the socket write), compiled regular expressions, V8 builtins.
-  if (url === '') return functionName.startsWith('(') ? functionName : functionName === 'writev' ? 'writev (socket write)' : 'native code';
+  if (url === '')
+    return functionName.startsWith('(')
+      ? functionName
+      : functionName === 'writev'
+        ? 'writev (socket write)'
+        : 'native code';
   const dependency = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (dependency) return dependency[1];
-  if (url.startsWith('node:')) return url.startsWith('node:internal/crypto') ? 'node:crypto' : url.replace(/^node:(internal\/)?/, 'node:').split('/')[0];
+  if (url.startsWith('node:'))
+    return url.startsWith('node:internal/crypto')
+      ? 'node:crypto'
+      : url.replace(/^node:(internal\/)?/, 'node:').split('/')[0];
   if (url.startsWith('file://')) return fileURLToPath(url).replace(ROOT, '');
   return url;
 }
@@ -121,7 +133,12 @@ async function profileServer(kind: 'floor' | 'template'): Promise<Profiled> {
             LOG_LEVEL: options['log-level'],
             LOG_FORMAT: 'json',
             SESSION_STORE: options.store,
-            ...(options.store === 'redis' ? { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `profile:${process.pid}:` } : {}),
+            ...(options.store === 'redis'
+              ? {
+                  REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+                  REDIS_KEY_PREFIX: `profile:${process.pid}:`,
+                }
+              : {}),
           },
           { nodeArgs },
         );
@@ -138,7 +155,8 @@ async function profileServer(kind: 'floor' | 'template'): Promise<Profiled> {
     }
     const url = server.url + options.path;
     const connections = Number(options.connections);
-    for (const duration of [2, Number(options.duration)]) requests += (await autocannon({ url, connections, duration, headers })).requests.total;
+    for (const duration of [2, Number(options.duration)])
+      requests += (await autocannon({ url, connections, duration, headers })).requests.total;
   } finally {
     server.child.kill('SIGTERM');
     await server.exited;
@@ -162,11 +180,18 @@ const lines = [
   `| **everything** | ${µs(floor.busyMicrosPerRequest)} | ${µs(template.busyMicrosPerRequest)} | ${µs(template.busyMicrosPerRequest - floor.busyMicrosPerRequest)} |`,
 ];
 const names = [...new Set([...floor.buckets.keys(), ...template.buckets.keys()])];
-names.sort((a, b) => (template.buckets.get(b) ?? 0) - (floor.buckets.get(b) ?? 0) - ((template.buckets.get(a) ?? 0) - (floor.buckets.get(a) ?? 0)));
+names.sort(
+  (a, b) =>
+    (template.buckets.get(b) ?? 0) -
+    (floor.buckets.get(b) ?? 0) -
+    ((template.buckets.get(a) ?? 0) - (floor.buckets.get(a) ?? 0)),
+);
 for (const name of names) {
   const difference = (template.buckets.get(name) ?? 0) - (floor.buckets.get(name) ?? 0);
   if (Math.abs(difference) >= 0.05 || (template.buckets.get(name) ?? 0) >= 0.5) {
-    lines.push(`| ${name} | ${µs(floor.buckets.get(name))} | ${µs(template.buckets.get(name))} | ${difference >= 0 ? '+' : ''}${µs(difference)} |`);
+    lines.push(
+      `| ${name} | ${µs(floor.buckets.get(name))} | ${µs(template.buckets.get(name))} | ${difference >= 0 ? '+' : ''}${µs(difference)} |`,
+    );
   }
 }
 lines.push('', `The template's ${options.top} costliest functions (self time, µs per request):`, '');

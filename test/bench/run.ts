@@ -147,7 +147,9 @@ const started: ServerProcess[] = [];
 async function startTargets(scenario: Scenario): Promise<Target[]> {
   // The /get servers' live session must outlive the other rows' turns (about a minute with --costs,
   // SESSION_MAX_AGE's default): it is read only in its own row's turn. checkLiveSession() checks it.
-  const sessionEnv: Record<string, string> = scenario.withCookie ? { SESSION_KEYS, SESSION_MAX_AGE: '1h' } : { SESSION_KEYS };
+  const sessionEnv: Record<string, string> = scenario.withCookie
+    ? { SESSION_KEYS, SESSION_MAX_AGE: '1h' }
+    : { SESSION_KEYS };
   const targets: Target[] = [];
   const add = async (name: string, serverStarting: Promise<ServerProcess & { url: string }>, usesRedis = false) => {
     const server = await serverStarting;
@@ -172,7 +174,10 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
   }
   if (options.costs) {
     for (const [index, variant] of VARIANTS.entries()) {
-      await add(withoutRow(variant.name), startServerProcess({ ...sessionEnv, LOG_LEVEL: 'warn' }, { script: builtVariants[index].serverScript }));
+      await add(
+        withoutRow(variant.name),
+        startServerProcess({ ...sessionEnv, LOG_LEVEL: 'warn' }, { script: builtVariants[index].serverScript }),
+      );
     }
   }
   return targets;
@@ -194,7 +199,8 @@ async function checkLiveSession(target: Target, scenario: Scenario): Promise<voi
   if (!scenario.withCookie || target.name === BARE) return;
   const { url, headers } = requestFor(target, scenario);
   const body = (await (await fetch(url, { headers })).json()) as Record<string, unknown>;
-  if (typeof body.time !== 'number') throw new Error(`${target.name}: the live session is gone (${JSON.stringify(body)}); its row would measure a miss`);
+  if (typeof body.time !== 'number')
+    throw new Error(`${target.name}: the live session is gone (${JSON.stringify(body)}); its row would measure a miss`);
 }
 
 /** The median; for an even count, the mean of the middle two. */
@@ -206,7 +212,10 @@ function median(values: readonly number[]): number {
 
 /** The URL and headers of a scenario's request to a target (its live session's cookie for /get). */
 function requestFor(target: Target, scenario: Scenario): { url: string; headers: Record<string, string> } {
-  return { url: target.server.url + scenario.path, headers: scenario.withCookie && target.cookie ? { cookie: target.cookie } : {} };
+  return {
+    url: target.server.url + scenario.path,
+    headers: scenario.withCookie && target.cookie ? { cookie: target.cookie } : {},
+  };
 }
 
 /** Loads one target for one round and reads what it cost. */
@@ -252,7 +261,8 @@ async function main(): Promise<void> {
       cpuCount >= 2 &&
       pinToCpus(process.pid, `0-${cpuCount - 2}`) &&
       started.every((server) => pinToCpus(server.child.pid!, String(cpuCount - 1)));
-    for (const [scenario, [, , ...candidates]] of targetsOf) trios.set(scenario, new Map(candidates.map((c) => [c.name, []])));
+    for (const [scenario, [, , ...candidates]] of targetsOf)
+      trios.set(scenario, new Map(candidates.map((c) => [c.name, []])));
     for (let round = -1; round < rounds; round++) {
       for (const scenario of round % 2 ? [...scenarios].reverse() : scenarios) {
         const [bare, floor, ...candidates] = targetsOf.get(scenario.name)!;
@@ -265,12 +275,20 @@ async function main(): Promise<void> {
           // Without it the memory-store rows drifted down by 0.2 once their heap held many sessions.
           await autocannon({ ...requestFor(candidate, scenario), connections, duration: 1 });
           const redisBefore = candidate.usesRedis ? await redisCpu!.read() : 0;
-          const [bareSample, floorSample, ownSample] = await Promise.all([bare, floor, candidate].map((target) => measure(target, scenario, round)));
+          const [bareSample, floorSample, ownSample] = await Promise.all(
+            [bare, floor, candidate].map((target) => measure(target, scenario, round)),
+          );
           await Promise.all([floor, candidate].map((target) => checkLiveSession(target, scenario)));
           if (round < 0) continue; // warm-up: the JIT compiles the hot paths
           // Only the Redis store's server talks to Redis: the work Redis did meanwhile is its own.
-          const redisMicrosPerRequest = candidate.usesRedis ? ((await redisCpu!.read()) - redisBefore) / Math.max(1, ownSample.requests) : 0;
-          const own = { ...ownSample, cpuMicrosPerRequest: ownSample.cpuMicrosPerRequest + redisMicrosPerRequest, redisMicrosPerRequest };
+          const redisMicrosPerRequest = candidate.usesRedis
+            ? ((await redisCpu!.read()) - redisBefore) / Math.max(1, ownSample.requests)
+            : 0;
+          const own = {
+            ...ownSample,
+            cpuMicrosPerRequest: ownSample.cpuMicrosPerRequest + redisMicrosPerRequest,
+            redisMicrosPerRequest,
+          };
           trios.get(scenario.name)!.get(candidate.name)!.push({ bare: bareSample, floor: floorSample, own });
           process.stderr.write(
             `round ${round + 1}/${rounds} ${scenario.name}: bare ${bareSample.cpuMicrosPerRequest.toFixed(1)}, floor ${floorSample.cpuMicrosPerRequest.toFixed(1)}, ${candidate.name} ${own.cpuMicrosPerRequest.toFixed(1)} µs CPU/request\n`,
@@ -284,7 +302,9 @@ async function main(): Promise<void> {
     await redisCpu?.close();
   }
 
-  const heap = JSON.parse(execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', HEAP_SCRIPT, '100000'], { encoding: 'utf8' })) as {
+  const heap = JSON.parse(
+    execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', HEAP_SCRIPT, '100000'], { encoding: 'utf8' }),
+  ) as {
     heapBytesPerSession: number;
   };
 
@@ -300,7 +320,14 @@ async function main(): Promise<void> {
   ];
   const redisLines: string[] = [];
   const costLines: string[] = [];
-  const row = (scenario: string, name: string, loads: readonly Sample[], versusBare: string, versusFloor: string, spread: string) => {
+  const row = (
+    scenario: string,
+    name: string,
+    loads: readonly Sample[],
+    versusBare: string,
+    versusFloor: string,
+    spread: string,
+  ) => {
     const errors = loads.reduce((sum, sample) => sum + sample.errors, 0);
     const cell = (pick: (sample: Sample) => number) => median(loads.map(pick));
     lines.push(
@@ -310,9 +337,19 @@ async function main(): Promise<void> {
   for (const scenario of scenarios) {
     const all = [...trios.get(scenario.name)!.values()].flat();
     /** The median over rounds of yardstick CPU / candidate CPU, from the rounds `keep` selects. */
-    const ratio = (trioList: readonly Trio[], yardstick: 'bare' | 'floor', keep: (index: number) => boolean = () => true) =>
-      median(trioList.filter((_, i) => keep(i)).map((trio) => trio[yardstick].cpuMicrosPerRequest / trio.own.cpuMicrosPerRequest));
-    const floorVersusBare = median(all.map((trio) => trio.bare.cpuMicrosPerRequest / trio.floor.cpuMicrosPerRequest)).toFixed(2);
+    const ratio = (
+      trioList: readonly Trio[],
+      yardstick: 'bare' | 'floor',
+      keep: (index: number) => boolean = () => true,
+    ) =>
+      median(
+        trioList
+          .filter((_, i) => keep(i))
+          .map((trio) => trio[yardstick].cpuMicrosPerRequest / trio.own.cpuMicrosPerRequest),
+      );
+    const floorVersusBare = median(
+      all.map((trio) => trio.bare.cpuMicrosPerRequest / trio.floor.cpuMicrosPerRequest),
+    ).toFixed(2);
     row(
       scenario.name,
       BARE,
@@ -331,7 +368,8 @@ async function main(): Promise<void> {
     );
     for (const [name, list] of trios.get(scenario.name)!) {
       // Round 1 (index 0) is odd.
-      const spread = rounds < 2 ? '' : [0, 1].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
+      const spread =
+        rounds < 2 ? '' : [0, 1].map((parity) => ratio(list, 'floor', (i) => i % 2 === parity).toFixed(2)).join(' / ');
       row(
         scenario.name,
         name,
@@ -383,7 +421,9 @@ async function main(): Promise<void> {
   lines.push('', `Memory store: ${heap.heapBytesPerSession} heap bytes per stored {time} session at 100k sessions`);
   process.stdout.write(`${lines.join('\n')}\n`);
   if (options.json) {
-    const raw = Object.fromEntries([...trios].map(([scenario, byCandidate]) => [scenario, Object.fromEntries(byCandidate)]));
+    const raw = Object.fromEntries(
+      [...trios].map(([scenario, byCandidate]) => [scenario, Object.fromEntries(byCandidate)]),
+    );
     writeFileSync(options.json, `${JSON.stringify({ rounds, duration, connections, trios: raw }, null, 1)}\n`);
   }
 }

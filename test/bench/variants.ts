@@ -53,12 +53,15 @@ const withoutSignature: Edit[] = [
     replace: `  #mac(keyIndex: number, payload: string): string {\n    return '${FIXED_TAG}';\n`,
   },
 ];
-const withoutCopies: Edit[] = [{ file: 'app/strings.ts', find: 'return JSON.parse(JSON.stringify(text)) as string;', replace: 'return text;' }];
+const withoutCopies: Edit[] = [
+  { file: 'app/strings.ts', find: 'return JSON.parse(JSON.stringify(text)) as string;', replace: 'return text;' },
+];
 const withoutStoredValueChecks: Edit[] = [
   {
     file: 'app/session/stored-session.ts',
     find: 'export function decodeStoredSession(text: string): StoredSession {\n',
-    replace: 'export function decodeStoredSession(text: string): StoredSession {\n  return JSON.parse(text) as StoredSession;\n',
+    replace:
+      'export function decodeStoredSession(text: string): StoredSession {\n  return JSON.parse(text) as StoredSession;\n',
   },
   {
     file: 'app/session/stored-session.ts',
@@ -78,7 +81,9 @@ const withBareMapStore: Edit[] = [
     replace: `import type { SessionStore } from './store.ts';\n${BARE_MAP_STORE}`,
   },
 ];
-const withoutNoStore: Edit[] = [{ file: 'app/session/middleware.ts', find: "    ctx.set('Cache-Control', 'no-store');\n", replace: '' }];
+const withoutNoStore: Edit[] = [
+  { file: 'app/session/middleware.ts', find: "    ctx.set('Cache-Control', 'no-store');\n", replace: '' },
+];
 const withoutCrossSiteCheck: Edit[] = [
   {
     file: 'app/session/middleware.ts',
@@ -87,7 +92,11 @@ const withoutCrossSiteCheck: Edit[] = [
   },
 ];
 const withoutGracefulShutdown: Edit[] = [
-  { file: 'app/server.ts', find: 'const connections = trackConnections(server);', replace: 'const connections = { count: () => 0, closeAllIdle() {} };' },
+  {
+    file: 'app/server.ts',
+    find: 'const connections = trackConnections(server);',
+    replace: 'const connections = { count: () => 0, closeAllIdle() {} };',
+  },
   { file: 'app/app.ts', find: '  app.use(closeConnectionsOnShutdown(lifecycle));\n', replace: '' },
 ];
 const withoutErrorBoundary: Edit[] = [{ file: 'app/app.ts', find: '  app.use(errorHandler(logger));\n', replace: '' }];
@@ -127,14 +136,17 @@ export function buildVariant(variant: Variant): BuiltVariant {
   const folder = mkdtempSync(join(tmpdir(), 'koa-session-variant-'));
   const remove = () => rmSync(folder, { recursive: true, force: true });
   try {
-    for (const entry of ['app', 'config', 'package.json']) cpSync(join(ROOT, entry), join(folder, entry), { recursive: true });
+    for (const entry of ['app', 'config', 'package.json'])
+      cpSync(join(ROOT, entry), join(folder, entry), { recursive: true });
     symlinkSync(join(ROOT, 'node_modules'), join(folder, 'node_modules'), 'dir');
     for (const { file, find, replace } of variant.edits) {
       const path = join(folder, file);
       const source = readFileSync(path, 'utf8');
       const occurrences = source.split(find).length - 1;
       if (occurrences !== 1)
-        throw new Error(`variant "without ${variant.name}": ${file} holds ${occurrences} copies of ${JSON.stringify(find.slice(0, 60))}, not 1`);
+        throw new Error(
+          `variant "without ${variant.name}": ${file} holds ${occurrences} copies of ${JSON.stringify(find.slice(0, 60))}, not 1`,
+        );
       writeFileSync(
         path,
         source.replace(find, () => replace),

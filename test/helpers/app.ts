@@ -41,10 +41,19 @@ export interface StartOptions {
 export async function startApp(env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningApp> {
   const config = loadConfig({ SESSION_KEYS: TEST_KEY, LOG_LEVEL: 'debug', ...env });
   const lines: string[] = [];
-  const logger = createLogger({ ...config.log, format: 'json', production: false }, { write: (line: string) => void lines.push(line) });
+  const logger = createLogger(
+    { ...config.log, format: 'json', production: false },
+    { write: (line: string) => void lines.push(line) },
+  );
   const store = options.store ?? (await createStore(config, logger));
   const lifecycle: Lifecycle = { shuttingDown: false };
-  const app = createApp({ config, store: options.wrapStore?.(store) ?? store, logger, lifecycle, routes: options.routes });
+  const app = createApp({
+    config,
+    store: options.wrapStore?.(store) ?? store,
+    logger,
+    lifecycle,
+    routes: options.routes,
+  });
   const server = createHttpServer(app, config.http).listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;

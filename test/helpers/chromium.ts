@@ -18,7 +18,8 @@ export const CHROMIUM_SKIP_REASON = `skipped: Chromium not found at ${CHROMIUM_P
 /** ava's test, or test.skip with the reason in the title when Chromium is not installed. */
 export function chromiumTest(test: TestFn): TestFn {
   if (CHROMIUM_FOUND) return test;
-  const skipWithReason = (title: string, implementation: Implementation<unknown[]>) => test.skip(`${title} (${CHROMIUM_SKIP_REASON})`, implementation);
+  const skipWithReason = (title: string, implementation: Implementation<unknown[]>) =>
+    test.skip(`${title} (${CHROMIUM_SKIP_REASON})`, implementation);
   return Object.assign(skipWithReason, test) as unknown as TestFn;
 }
 

@@ -99,7 +99,10 @@ export function spawnServer(env: Record<string, string>, options: SpawnOptions =
       .split('\n')
       .slice(0, -1) // whole lines only
       .map((line) => JSON.parse(line) as Record<string, unknown>);
-  const listening = () => parsedReports().filter((report): report is Record<string, unknown> & ListeningAddress => typeof report.port === 'number');
+  const listening = () =>
+    parsedReports().filter(
+      (report): report is Record<string, unknown> & ListeningAddress => typeof report.port === 'number',
+    );
   liveChildren.set(child, cwd);
   // 'close', not 'exit': 'exit' can come before the last output has been read from the pipes.
   const exited = once(child, 'close').then(([code, signal]) => {
@@ -152,7 +155,9 @@ export async function runToExit(
     if (code === 'timeout') {
       server.child.kill('SIGKILL');
       await server.exited;
-      throw new Error(`the server was still running after ${timeoutMs} ms: ${server.stderr()}${server.stdout().slice(-2_000)}`);
+      throw new Error(
+        `the server was still running after ${timeoutMs} ms: ${server.stderr()}${server.stdout().slice(-2_000)}`,
+      );
     }
     return { ...server, code };
   } finally {
@@ -179,7 +184,10 @@ export async function freePort(): Promise<number> {
  * is guessed and no other process's server can be mistaken for this one. Bounded: a server that exits
  * first, or has not listened within 20 s, fails the call (and is killed). Returns its base URL.
  */
-export async function startServerProcess(env: Record<string, string>, options: SpawnOptions = {}): Promise<ServerProcess & { url: string }> {
+export async function startServerProcess(
+  env: Record<string, string>,
+  options: SpawnOptions = {},
+): Promise<ServerProcess & { url: string }> {
   const release = await startSlot();
   try {
     return await startWhenReady(env, options);
@@ -188,7 +196,10 @@ export async function startServerProcess(env: Record<string, string>, options: S
   }
 }
 
-async function startWhenReady(env: Record<string, string>, options: SpawnOptions): Promise<ServerProcess & { url: string }> {
+async function startWhenReady(
+  env: Record<string, string>,
+  options: SpawnOptions,
+): Promise<ServerProcess & { url: string }> {
   const timeoutMs = 20_000;
   // At info and debug the server also prints its "listening" line: wait for it too, so a test that
   // reads the start-up output finds the line there (logs are written in batches, a moment later).
@@ -199,7 +210,8 @@ async function startWhenReady(env: Record<string, string>, options: SpawnOptions
   try {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (exit !== undefined) throw new Error(`server exited (${exit}) before listening: ${server.stderr()}${server.stdout()}`);
+      if (exit !== undefined)
+        throw new Error(`server exited (${exit}) before listening: ${server.stderr()}${server.stdout()}`);
       const [bound] = server.listening();
       if (bound !== undefined) {
         const url = urlOf(bound);
@@ -222,7 +234,8 @@ async function startWhenReady(env: Record<string, string>, options: SpawnOptions
 
 /** The URL to reach a listener at: a wildcard address is reached on loopback. */
 function urlOf({ address, port }: ListeningAddress): string {
-  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address.includes(':') ? `[${address}]` : address;
+  const host =
+    address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address.includes(':') ? `[${address}]` : address;
   return `http://${host}:${port}`;
 }
 
@@ -255,8 +268,14 @@ export async function waitForOutput(server: ServerProcess, pattern: RegExp, time
   let exited: number | string | undefined;
   void server.exited.then((code) => (exited = code));
   while (!pattern.test(server.stdout())) {
-    if (exited !== undefined) throw new Error(`server exited (${exited}) before printing ${pattern}: ${server.stderr()}${server.stdout().slice(-2_000)}`);
-    if (Date.now() > deadline) throw new Error(`server did not print ${pattern} within ${timeoutMs} ms: ${server.stderr()}${server.stdout().slice(-2_000)}`);
+    if (exited !== undefined)
+      throw new Error(
+        `server exited (${exited}) before printing ${pattern}: ${server.stderr()}${server.stdout().slice(-2_000)}`,
+      );
+    if (Date.now() > deadline)
+      throw new Error(
+        `server did not print ${pattern} within ${timeoutMs} ms: ${server.stderr()}${server.stdout().slice(-2_000)}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

@@ -17,14 +17,20 @@ import { silentLogger } from '../../app/logger.ts';
 import { RedisStore, type RedisStoreOptions } from '../../app/stores/redis.ts';
 import { freePort } from './process.ts';
 
-const CONFIGURED_REDIS_URL = process.env.REDIS_URL || (existsSync('.env') ? parseEnv(readFileSync('.env', 'utf8')).REDIS_URL : undefined) || undefined;
+const CONFIGURED_REDIS_URL =
+  process.env.REDIS_URL ||
+  (existsSync('.env') ? parseEnv(readFileSync('.env', 'utf8')).REDIS_URL : undefined) ||
+  undefined;
 
 /** Whether a Redis answers PING at the URL within a second. */
 async function answers(url: string): Promise<boolean> {
   const client = createClient({ url, socket: { connectTimeout: 1_000, reconnectStrategy: false } });
   client.on('error', () => {});
   try {
-    await Promise.race([client.connect().then(() => client.ping()), sleep(1_000).then(() => Promise.reject(new Error('timeout')))]);
+    await Promise.race([
+      client.connect().then(() => client.ping()),
+      sleep(1_000).then(() => Promise.reject(new Error('timeout'))),
+    ]);
     return true;
   } catch {
     return false;
@@ -44,7 +50,8 @@ export const REDIS_SKIP_REASON =
 /** ava's test, or test.skip with the reason in the title when no Redis is there. */
 export function redisTest(test: TestFn): TestFn {
   if (REDIS_URL) return test;
-  const skipWithReason = (title: string, implementation: Implementation<unknown[]>) => test.skip(`${title} (${REDIS_SKIP_REASON})`, implementation);
+  const skipWithReason = (title: string, implementation: Implementation<unknown[]>) =>
+    test.skip(`${title} (${REDIS_SKIP_REASON})`, implementation);
   return Object.assign(skipWithReason, test) as unknown as TestFn;
 }
 
@@ -53,7 +60,10 @@ export function redisTest(test: TestFn): TestFn {
  * turns a slow answer into an outage (a 503). Beside a second `npm test` on 2 cores, Redis answers were
  * seen to take more than the app's default second. The outage tests set short ones of their own.
  */
-export const PATIENT_REDIS: Readonly<Record<string, string>> = { REDIS_CONNECT_TIMEOUT: '10s', REDIS_COMMAND_TIMEOUT: '10s' };
+export const PATIENT_REDIS: Readonly<Record<string, string>> = {
+  REDIS_CONNECT_TIMEOUT: '10s',
+  REDIS_COMMAND_TIMEOUT: '10s',
+};
 
 export function uniquePrefix(): string {
   return `test:${randomUUID()}:`;
@@ -127,7 +137,9 @@ async function pingFailure(url: string, ms: number): Promise<string | undefined>
   const client = createClient({ url, socket: { connectTimeout: ms, reconnectStrategy: false } });
   client.on('error', () => {});
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`no answer within ${ms} ms`), ms)));
+  const timedOut = new Promise<string>(
+    (resolve) => (timer = setTimeout(() => resolve(`no answer within ${ms} ms`), ms)),
+  );
   const answered = client
     .connect()
     .then(() => client.ping())
@@ -235,7 +247,11 @@ export class OwnRedisServer {
       await sleep(50);
     }
     const exit = child.exitCode ?? child.signalCode;
-    const why = spawnError ? spawnError.message : exit !== null ? `exited: ${exit}` : `not ready within ${Date.now() - started} ms, ${lastFailure}`;
+    const why = spawnError
+      ? spawnError.message
+      : exit !== null
+        ? `exited: ${exit}`
+        : `not ready within ${Date.now() - started} ms, ${lastFailure}`;
     await this.stop();
     const message = `redis-server on port ${port} did not start (${why}, after ${Date.now() - started} ms): ${output.trim()}`;
     throw /Address already in use/i.test(output) ? new PortTakenError(message) : new Error(message);
@@ -268,7 +284,10 @@ export class OwnRedisServer {
 }
 
 /** An OwnRedisServer, started, and stopped (resumed first if paused) when the test ends, whatever its outcome. */
-export async function ownRedisServer(t: { teardown(fn: () => unknown): void }, options: { password?: string } = {}): Promise<OwnRedisServer> {
+export async function ownRedisServer(
+  t: { teardown(fn: () => unknown): void },
+  options: { password?: string } = {},
+): Promise<OwnRedisServer> {
   const server = new OwnRedisServer(options);
   t.teardown(() => server.stop());
   await server.start();

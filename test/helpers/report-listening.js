@@ -19,7 +19,8 @@ import { basename } from 'node:path';
 const parent = process.ppid;
 setInterval(() => {
   if (process.ppid === parent) return;
-  if (basename(process.cwd()).startsWith('koa-session-test-')) fs.rmSync(process.cwd(), { recursive: true, force: true });
+  if (basename(process.cwd()).startsWith('koa-session-test-'))
+    fs.rmSync(process.cwd(), { recursive: true, force: true });
   process.kill(process.pid, 'SIGKILL');
 }, 500).unref();
 
@@ -46,7 +47,10 @@ for (const name of ['write', 'writeSync']) {
   fs[name] = function write(fd, data, ...rest) {
     if (!announced && fd === 1 && String(data).includes('"msg":"listening on')) {
       announced = true;
-      report({ announced: true, handlers: { SIGTERM: process.listenerCount('SIGTERM'), SIGINT: process.listenerCount('SIGINT') } });
+      report({
+        announced: true,
+        handlers: { SIGTERM: process.listenerCount('SIGTERM'), SIGINT: process.listenerCount('SIGINT') },
+      });
     }
     return original.call(this, fd, data, ...rest);
   };

@@ -21,7 +21,8 @@ export class LifetimeWatch {
   /** Just after the check answered: was it within `lifetimeMs` of start()? */
   checked(lifetimeMs: number, what: string): void {
     const elapsed = performance.now() - this.#since;
-    if (elapsed >= lifetimeMs) this.stalled ??= `${what} answered ${Math.round(elapsed)} ms after its lifetime began (${lifetimeMs} ms)`;
+    if (elapsed >= lifetimeMs)
+      this.stalled ??= `${what} answered ${Math.round(elapsed)} ms after its lifetime began (${lifetimeMs} ms)`;
   }
 }
 

@@ -22,7 +22,9 @@ import { existsSync, readFileSync } from 'node:fs';
 const ava = (files, { match = [], redis = false } = {}) => ({ files, match, redis });
 
 /** config.test.ts mostly starts real server processes (a minute in all): only its in-process tests. */
-const CONFIG_IN_PROCESS = ava(['test/config.test.ts'], { match: ['!start-up stops*', '!a .env file in the working directory*', '!the server prints*'] });
+const CONFIG_IN_PROCESS = ava(['test/config.test.ts'], {
+  match: ['!start-up stops*', '!a .env file in the working directory*', '!the server prints*'],
+});
 const CONFIG = [ava(['test/config-edges.test.ts']), CONFIG_IN_PROCESS, ava(['test/docs.test.ts'])];
 
 /**
@@ -82,7 +84,13 @@ for (const { files, match, redis } of runs) {
     process.execPath,
     // --timeout: a mutant that loops forever (a list walk that never ends) fails here after 20 s
     // without a finished test, instead of holding a runner until Stryker's own, longer timeout.
-    ['node_modules/ava/entrypoints/cli.mjs', '--fail-fast', '--timeout=20s', ...match.flatMap((title) => ['--match', title]), ...todo],
+    [
+      'node_modules/ava/entrypoints/cli.mjs',
+      '--fail-fast',
+      '--timeout=20s',
+      ...match.flatMap((title) => ['--match', title]),
+      ...todo,
+    ],
     {
       stdio: 'inherit',
       env: { ...process.env, REDIS_URL: redis ? process.env.REDIS_URL || 'redis://127.0.0.1:6379/14' : '' },

@@ -31,7 +31,9 @@ function parseJsonc(text) {
 }
 
 const unsupported = (name) => () => {
-  throw new Error(`typescript-7-helpers.mjs: ${name} is not provided (only a tsconfig.json without project references is supported)`);
+  throw new Error(
+    `typescript-7-helpers.mjs: ${name} is not provided (only a tsconfig.json without project references is supported)`,
+  );
 };
 
 export default {

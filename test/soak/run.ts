@@ -21,7 +21,9 @@ const { values } = parseArgs({
 });
 const store = values.store === 'redis' ? 'redis' : 'memory';
 const env: Record<string, string> =
-  store === 'redis' ? { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `soak:${process.pid}:` } : {};
+  store === 'redis'
+    ? { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `soak:${process.pid}:` }
+    : {};
 
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 process.stdout.write('  t (s) | phase | requests | sessions | heap MB | RSS MB | loop p99 ms\n');
@@ -43,14 +45,19 @@ const result = await runSoak({
 
 const mixed = result.samples.filter((s) => s.phase === 'mixed');
 const sweeping = mixed.filter(
-  (s, i) => i > 0 && mixed[i - 1].sessions !== undefined && s.sessions !== undefined && mixed[i - 1].sessions! - s.sessions > 1_000,
+  (s, i) =>
+    i > 0 &&
+    mixed[i - 1].sessions !== undefined &&
+    s.sessions !== undefined &&
+    mixed[i - 1].sessions! - s.sessions > 1_000,
 );
 const reclaimed = (windows: Sample[]) =>
   windows.reduce((sum, s) => {
     const before = mixed[mixed.indexOf(s) - 1];
     return sum + (before.sessions ?? 0) - (s.sessions ?? 0);
   }, 0);
-const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil(values.length * 0.99) - 1)] ?? 0;
+const p99 = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil(values.length * 0.99) - 1)] ?? 0;
 const afterWarmUp = mixed[Math.min(5, mixed.length - 1)];
 const last = mixed.at(-1);
 const lines = [

@@ -81,7 +81,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   }
 }
 
-async function soakAgainst(server: ServerProcess & { url: string }, options: SoakOptions, aborted: AbortSignal): Promise<SoakResult> {
+async function soakAgainst(
+  server: ServerProcess & { url: string },
+  options: SoakOptions,
+  aborted: AbortSignal,
+): Promise<SoakResult> {
   const base = server.url;
   const started = Date.now();
   const problems: string[] = [];
@@ -94,7 +98,10 @@ async function soakAgainst(server: ServerProcess & { url: string }, options: Soa
     if (problems.length < 20) problems.push(problem);
   };
 
-  async function call(path: string, cookie?: string): Promise<{ status: number; body: string; setCookie: string | undefined }> {
+  async function call(
+    path: string,
+    cookie?: string,
+  ): Promise<{ status: number; body: string; setCookie: string | undefined }> {
     requests++;
     const response = await fetch(base + path, { headers: cookie ? { cookie } : {} });
     const body = await response.text();
@@ -116,7 +123,13 @@ async function soakAgainst(server: ServerProcess & { url: string }, options: Soa
           store: { sessions?: number };
           process: { heapUsedBytes: number; rssBytes: number; eventLoopDelayP99Ms: number };
         };
-        const sample: Sample = { atMs: Date.now() - started, phase, requests, sessions: health.store.sessions, ...health.process };
+        const sample: Sample = {
+          atMs: Date.now() - started,
+          phase,
+          requests,
+          sessions: health.store.sessions,
+          ...health.process,
+        };
         samples.push(sample);
         options.onSample?.(sample);
       } catch (error) {
@@ -137,7 +150,8 @@ async function soakAgainst(server: ServerProcess & { url: string }, options: Soa
           note(`fill: ${String(error)}`);
           return undefined;
         });
-        if (reply && (reply.body !== 'ok' || !reply.setCookie)) wrong(`fill /set answered ${JSON.stringify(reply.body)} without a cookie`);
+        if (reply && (reply.body !== 'ok' || !reply.setCookie))
+          wrong(`fill /set answered ${JSON.stringify(reply.body)} without a cookie`);
       }
     }),
   );
@@ -171,14 +185,16 @@ async function soakAgainst(server: ServerProcess & { url: string }, options: Soa
       const shown = JSON.parse(read.body) as { time?: number };
       if (shown.time === undefined)
         user.time = undefined; // evicted already (store at its cap)
-      else if (shown.time < before || shown.time > Math.floor(Date.now() / 1000)) return wrong(`new session shows ${read.body}`);
+      else if (shown.time < before || shown.time > Math.floor(Date.now() / 1000))
+        return wrong(`new session shows ${read.body}`);
       else user.time = shown.time;
     } else if (roll < 0.65) {
       const read = await call('/get', user.cookie);
       const shown = JSON.parse(read.body) as { time?: number };
       if (shown.time === undefined)
         user.time = undefined; // expired or evicted: allowed
-      else if (shown.time !== user.time) return wrong(`/get showed ${read.body}, expected ${JSON.stringify({ time: user.time })}`);
+      else if (shown.time !== user.time)
+        return wrong(`/get showed ${read.body}, expected ${JSON.stringify({ time: user.time })}`);
     } else if (roll < 0.8) {
       const before = Math.floor(Date.now() / 1000);
       const reply = await call('/set', user.cookie);
@@ -186,7 +202,8 @@ async function soakAgainst(server: ServerProcess & { url: string }, options: Soa
       if (reply.body !== 'ok') return wrong(`/set answered ${reply.body}`);
       if (reply.setCookie) user.cookie = cookieOf(reply.setCookie); // the old session was gone: a new one
       const shown = JSON.parse((await call('/get', user.cookie)).body) as { time?: number };
-      if (shown.time !== undefined && (shown.time < before || shown.time > after)) return wrong(`after /set, /get showed ${shown.time}`);
+      if (shown.time !== undefined && (shown.time < before || shown.time > after))
+        return wrong(`after /set, /get showed ${shown.time}`);
       user.time = shown.time;
     } else if (roll < 0.9) {
       const reply = await call('/del', user.cookie);
