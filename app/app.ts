@@ -1,17 +1,21 @@
 /**
- * The app factory: builds a Koa app from a Config and a session store, without listening, so tests
- * can build as many apps as they like with settings of their own. app/server.ts is what listens.
+ * The app factory: builds a Koa app from its dependencies (settings, store, logger, routes), without
+ * listening, so tests can build as many apps as they like with settings and routes of their own.
+ * app/server.ts is what listens.
  */
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Config } from '../config/index.ts';
 import { errorHandler } from './errors.ts';
-import { addHealthRoute, closeConnectionsOnShutdown, type Lifecycle } from './lifecycle.ts';
+import { addHealthRoute } from './health.ts';
 import type { Logger } from './logger.ts';
 import { requestLog } from './request-log.ts';
-import { addIndexRoute, addSessionRoutes } from './routes.ts';
 import { createSessionMiddleware, type SessionMiddleware } from './session/middleware.ts';
+import { closeConnectionsOnShutdown, type Lifecycle } from './shutdown.ts';
 import type { SessionStore } from './stores/store.ts';
+
+/** Mounts routes on the app's router; `session` holds the session middlewares (see app/routes.ts). */
+export type AddRoutes = (router: Router, session: SessionMiddleware) => void;
 
 export interface AppDependencies {
   readonly config: Config;
@@ -19,8 +23,8 @@ export interface AppDependencies {
   readonly logger: Logger;
   /** Shared with the server entry, which flags the start of shutdown; tests may leave it out. */
   readonly lifecycle?: Lifecycle;
-  /** Mounts the routes that use sessions: the seed's three by default; tests add their own (a login). */
-  readonly routes?: (router: Router, session: SessionMiddleware) => void;
+  /** The app's routes: app/routes.ts's addRoutes for `npm start`; tests bring their own. */
+  readonly routes: AddRoutes;
 }
 
 export function createApp({
@@ -28,7 +32,7 @@ export function createApp({
   store,
   logger,
   lifecycle = { shuttingDown: false },
-  routes = addSessionRoutes,
+  routes,
 }: AppDependencies): Koa {
   // proxy: trust X-Forwarded-Proto/-For only when told a proxy is in front (TRUST_PROXY).
   const app = new Koa({ proxy: config.http.trustProxy });
@@ -37,7 +41,6 @@ export function createApp({
 
   // One router for every route: one path match per request.
   const router = new Router();
-  addIndexRoute(router);
   addHealthRoute(router, store, lifecycle);
   routes(router, createSessionMiddleware(app, { config: config.session, store, logger }));
 

@@ -2,8 +2,8 @@
  * Logs through pino: one JSON object per line on standard output (`level` as a word, `time` as ISO
  * 8601, `msg`), which any log shipper parses. Written asynchronously and buffered (pino.destination
  * with sync: false): a request never waits for the terminal or the pipe; lines collect until 4 KiB or
- * FLUSH_INTERVAL_MS, whichever comes first, and go out in one write. Before exiting, server.ts waits
- * for logger.flush(), which with a buffer waits for every write to land, in order.
+ * FLUSH_INTERVAL_MS, whichever comes first, and go out in one write. The process exits through
+ * exitAfterLogs(), which waits for every write to land, in order.
  *
  * LOG_FORMAT=pretty (or auto in a development terminal) prints human-readable lines through
  * pino-pretty, a development dependency: without it, auto stays JSON.
@@ -84,4 +84,14 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
 /** A logger that writes nothing (tests, tools). */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/**
+ * Exits once every log line is written, in order. The destination writes asynchronously, and on
+ * process.exit its last synchronous flush could overtake a write still under way (the lines came out
+ * swapped); pino's flush callback waits for both, and a stuck stdout for at most a second.
+ */
+export function exitAfterLogs(logger: Logger, code: number): void {
+  setTimeout(() => process.exit(code), 1_000).unref();
+  logger.flush(() => process.exit(code));
 }

@@ -1,40 +1,17 @@
 /**
- * The three routes of GoFrame's memory-session example. Like GoFrame's `group.ALL`, each answers
- * every HTTP method. Only these routes pass through the session middleware, so other paths (404s,
- * a health check) never touch the store. /set and /del change the session, so they go through
- * `session.change`, which refuses cross-site requests first; /get only reads it.
+ * Your routes. app/main.ts passes addRoutes to the server; tests pass it to appForTest (see
+ * docs/testing.md). Routes that use the session take one of the session middlewares first:
+ * `session.read` for routes that only read it, `session.change` for routes that change or end it
+ * (it answers 403 to cross-site requests before the session is touched). Paths without either never
+ * touch the store.
+ *
+ * Today it mounts the seed, GoFrame's example (app/seed/): to start your own service, delete the
+ * import and the call below, and app/seed/ with test/seed/.
  */
 import type Router from '@koa/router';
+import { addSeedRoutes } from './seed/routes.ts';
 import type { SessionMiddleware } from './session/middleware.ts';
 
-export function addSessionRoutes(router: Router, session: SessionMiddleware): void {
-  router.all('/set', session.change, (ctx) => {
-    ctx.session.time = Math.floor(Date.now() / 1000); // Unix time in seconds, as gtime.Timestamp()
-    ctx.body = 'ok';
-  });
-
-  router.all('/get', session.read, (ctx) => {
-    // toJSON leaves out koa-session's own `_` fields; a new session serializes as {}.
-    ctx.body = ctx.session.toJSON();
-  });
-
-  router.all('/del', session.change, (ctx) => {
-    ctx.session = null; // the stored session is destroyed and the cookie cleared (see session/request-store.ts)
-    ctx.body = 'ok';
-  });
-}
-
-/** `/`: a short answer that names the routes, so a first visit in a browser is not a bare "Not Found". */
-export function addIndexRoute(router: Router): void {
-  router.get('/', (ctx) => {
-    ctx.type = 'text/plain';
-    ctx.body = [
-      'Koa session starter (GoFrame "Session - Memory"):',
-      '  /set  stores the current Unix time in your session',
-      '  /get  shows your session as JSON',
-      '  /del  ends your session',
-      '  /healthz  for load balancers and probes',
-      '',
-    ].join('\n');
-  });
+export function addRoutes(router: Router, session: SessionMiddleware): void {
+  addSeedRoutes(router, session);
 }

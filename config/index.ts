@@ -16,7 +16,8 @@ import {
 } from './parsers.ts';
 
 export { checkEnvFile, readEnvironment } from './environment.ts';
-export { ConfigError, StartupError } from './parsers.ts';
+export { ConfigError } from './parsers.ts';
+export { StartupError } from './startup-error.ts';
 
 /** Every setting this module reads (the .env check warns about names close to these). */
 export const SETTING_NAMES = [

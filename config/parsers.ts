@@ -3,18 +3,9 @@
  * ConfigError that names the variable, the value it got and what would have been accepted, so the
  * server can stop with one readable line instead of a stack trace.
  */
+import { StartupError } from './startup-error.ts';
 
-/** An error that stops start-up with its message as the one line printed: no stack trace. */
-export class StartupError extends Error {
-  readonly variable: string;
-
-  constructor(variable: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'StartupError';
-    this.variable = variable;
-  }
-}
-
+/** A setting with a value that is not allowed: names the variable, the value and what is allowed. */
 export class ConfigError extends StartupError {
   constructor(variable: string, value: string, allowed: string) {
     super(variable, `${variable}=${JSON.stringify(value)} is not allowed: ${allowed}`);

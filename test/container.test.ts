@@ -52,7 +52,7 @@ test('the Dockerfile: production-only install, its CMD under Node 24 serves /set
 
   const node = await node24();
   const [command, ...args] = execForm(/^CMD (\[.*\])$/m);
-  t.deepEqual([command, ...args], ['node', 'app/server.ts'], 'CMD in exec form, node itself');
+  t.deepEqual([command, ...args], ['node', 'app/main.ts'], 'CMD in exec form, node itself');
   const env = dockerfileEnv();
   t.like(env, { NODE_ENV: 'production', HOST: '0.0.0.0' });
   // Loopback only here (a test never listens beyond this machine), and port 0: the kernel picks a

@@ -10,7 +10,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
-import { addSessionRoutes } from '../app/routes.ts';
+import { addSeedRoutes as addSessionRoutes } from '../app/seed/routes.ts';
 import { appForTest, type RunningApp, type StartOptions, startApp } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { GatedStore } from './helpers/gated-store.ts';

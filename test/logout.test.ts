@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Router from '@koa/router';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { addSessionRoutes } from '../app/routes.ts';
+import { addSeedRoutes as addSessionRoutes } from '../app/seed/routes.ts';
 import type { SessionMiddleware } from '../app/session/middleware.ts';
 import { appForTest, type RunningApp } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';

@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Router from '@koa/router';
 import test from 'ava';
-import { addSessionRoutes } from '../app/routes.ts';
+import { addSeedRoutes as addSessionRoutes } from '../app/seed/routes.ts';
 import type { SessionMiddleware } from '../app/session/middleware.ts';
 import type { MemoryStore } from '../app/stores/memory.ts';
 import { type SessionStore, StoreUnavailableError } from '../app/stores/store.ts';

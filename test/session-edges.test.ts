@@ -7,7 +7,7 @@
 import type Router from '@koa/router';
 import test, { type ExecutionContext } from 'ava';
 import { nanoid } from 'nanoid';
-import { addSessionRoutes } from '../app/routes.ts';
+import { addSeedRoutes as addSessionRoutes } from '../app/seed/routes.ts';
 import type { SessionMiddleware } from '../app/session/middleware.ts';
 import { CookieSigner } from '../app/session/signed-cookie.ts';
 import {

@@ -4,13 +4,13 @@
  */
 
 /**
- * What the app keeps in a session. Field names must not start with `_` or be one of koa-session's own
- * (toJSON, save, regenerate, isNew, maxAge, …) or `constructor`: see app/session/stored-session.ts.
+ * What the app keeps in a session: add your fields here (the seed adds its `time` from
+ * app/seed/routes.ts, by declaration merging). Field names must not start with `_` or be one of
+ * koa-session's own (toJSON, save, regenerate, isNew, maxAge, …) or `constructor`: see
+ * app/session/stored-session.ts.
  */
-export interface SessionData {
-  /** Unix time in seconds of the last /set. */
-  time?: number;
-}
+// biome-ignore lint/suspicious/noEmptyInterface: the fields are yours to add (and others merge theirs in)
+export interface SessionData {}
 
 /** The session object koa-session puts on the context: your data plus its methods. */
 export type Session = SessionData & {

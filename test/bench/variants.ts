@@ -93,7 +93,7 @@ const withoutCrossSiteCheck: Edit[] = [
 ];
 const withoutGracefulShutdown: Edit[] = [
   {
-    file: 'app/server.ts',
+    file: 'app/shutdown.ts',
     find: 'const connections = trackConnections(server);',
     replace: 'const connections = { count: () => 0, closeAllIdle() {} };',
   },
@@ -126,7 +126,7 @@ export const VARIANTS: readonly Variant[] = [
 ];
 
 export interface BuiltVariant {
-  /** The variant's app/server.ts. */
+  /** The variant's app/main.ts. */
   readonly serverScript: string;
   readonly remove: () => void;
 }
@@ -156,5 +156,5 @@ export function buildVariant(variant: Variant): BuiltVariant {
     remove();
     throw error;
   }
-  return { serverScript: join(folder, 'app/server.ts'), remove };
+  return { serverScript: join(folder, 'app/main.ts'), remove };
 }

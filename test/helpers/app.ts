@@ -6,8 +6,9 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { type AppDependencies, createApp } from '../../app/app.ts';
 import { createHttpServer } from '../../app/http-server.ts';
-import type { Lifecycle } from '../../app/lifecycle.ts';
 import { createLogger } from '../../app/logger.ts';
+import { addRoutes } from '../../app/routes.ts';
+import type { Lifecycle } from '../../app/shutdown.ts';
 import { createStore } from '../../app/stores/index.ts';
 import type { SessionStore } from '../../app/stores/store.ts';
 import { type Config, loadConfig } from '../../config/index.ts';
@@ -52,7 +53,7 @@ export async function startApp(env: Record<string, string> = {}, options: StartO
     store: options.wrapStore?.(store) ?? store,
     logger,
     lifecycle,
-    routes: options.routes,
+    routes: options.routes ?? addRoutes,
   });
   const server = createHttpServer(app, config.http).listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const SERVER_ENTRY = fileURLToPath(new URL('../../app/server.ts', import.meta.url));
+const SERVER_ENTRY = fileURLToPath(new URL('../../app/main.ts', import.meta.url));
 /** What `npm start` passes to --import: tsx on Node 20, nothing on Node 22.18+ (see app/load-typescript.js). */
 const LOAD_TYPESCRIPT = new URL('../../app/load-typescript.js', import.meta.url).href;
 /** Reports each address the child listens on, on file descriptor 3 (see the file). */
