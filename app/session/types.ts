@@ -9,7 +9,6 @@
  * koa-session's own (toJSON, save, regenerate, isNew, maxAge, …) or `constructor`: see
  * app/session/stored-session.ts.
  */
-// biome-ignore lint/suspicious/noEmptyInterface: the fields are yours to add (and others merge theirs in)
 export interface SessionData {}
 
 /** The session object koa-session puts on the context: your data plus its methods. */

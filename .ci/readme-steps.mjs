@@ -1,0 +1,51 @@
+// Applies one stage of the README's "Starting your own service" to the tree in the current folder,
+// exactly as the README writes it: each step is a code block preceded by a marker comment
+//   <!-- step a: write test/cart.test.ts -->                 the block is the file's content
+//   <!-- step a: insert into app/routes.ts after "TEXT" -->  the block goes after the line holding TEXT
+//   <!-- step b: run -->                                      the block is run with bash
+// Usage: node .ci/readme-steps.mjs README.md a   (prints what it does; exits 1 if a step cannot apply)
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+
+const [readmePath, stage] = process.argv.slice(2);
+if (!readmePath || !stage) throw new Error('usage: readme-steps.mjs README.md STAGE');
+const readme = readFileSync(readmePath, 'utf8');
+const STEP = /<!-- step (\w+): (.+?) -->\s*\n```[^\n]*\n([\s\S]*?)```/g;
+
+const steps = [...readme.matchAll(STEP)].filter((match) => match[1] === stage);
+if (steps.length === 0) fail(`the README has no step marked "step ${stage}"`);
+
+for (const [, , action, block] of steps) {
+  console.log(`step ${stage}: ${action}`);
+  let match;
+  if (action === 'run') {
+    execFileSync('bash', ['-euo', 'pipefail', '-c', block], { stdio: 'inherit' });
+  } else if ((match = /^write (\S+)$/.exec(action))) {
+    writeFileSync(match[1], block);
+  } else if ((match = /^insert into (\S+) after "(.+)"$/.exec(action))) {
+    insertAfter(match[1], match[2], block);
+  } else {
+    fail(`unknown step: ${action}`);
+  }
+}
+
+/** Inserts `block` after the one line of `file` that holds `anchor` (a line ending in `{}` is opened up first). */
+function insertAfter(file, anchor, block) {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const at = lines.flatMap((line, index) => (line.includes(anchor) ? [index] : []));
+  if (at.length !== 1) fail(`${file}: ${at.length} lines hold ${JSON.stringify(anchor)}, not 1`);
+  const index = at[0];
+  const inserted = block.replace(/\n$/, '').split('\n');
+  if (lines[index].trimEnd().endsWith('{}')) {
+    const line = lines[index].trimEnd();
+    lines.splice(index, 1, line.slice(0, -1), ...inserted, '}');
+  } else {
+    lines.splice(index + 1, 0, ...inserted);
+  }
+  writeFileSync(file, lines.join('\n'));
+}
+
+function fail(message) {
+  console.error(`make-it-yours: ${message}`);
+  process.exit(1);
+}
