@@ -1,4 +1,4 @@
-/** README, .env.example and config/ must tell the same story. */
+/** The docs, .env.example and config/ must tell the same story. */
 import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { checkEnvFile, loadConfig, SETTING_NAMES } from '../config/index.ts';
@@ -15,16 +15,31 @@ const example = read('.env.example');
 const exampleValues = Object.fromEntries(
   [...example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((match) => [match[1], match[2]]),
 );
-const readme = read('README.md');
+/** The rows of docs/configuration.md's table of settings: variable name → its default column. */
+const tableDefaults = new Map(
+  [...read('docs/configuration.md').matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|.*\| ([^|]*) \|$/gm)].map((match) => [
+    match[1],
+    match[2],
+  ]),
+);
 
-test('every variable config/ reads is in .env.example and in the README table', (t) => {
+test('every variable config/ reads is in .env.example and in the table of docs/configuration.md', (t) => {
   t.true(variablesRead.length >= 20, `found ${variablesRead.length} variables`);
   for (const name of variablesRead) {
     t.true(name in exampleValues, `${name} in .env.example`);
-    t.regex(readme, new RegExp(`^\\| \`${name}\` +\\|`, 'm'), `${name} in the README table`);
+    t.true(tableDefaults.has(name), `${name} in docs/configuration.md`);
   }
   for (const name of Object.keys(exampleValues))
     t.true(variablesRead.includes(name) || name === 'NODE_ENV', `${name} in .env.example is read by config/`);
+});
+
+test('the table of docs/configuration.md names only settings, and gives the defaults of .env.example', (t) => {
+  t.deepEqual([...tableDefaults.keys()].sort(), [...SETTING_NAMES].sort());
+  for (const [name, value] of Object.entries(exampleValues)) {
+    // A blank value in .env.example means "the default", which the table says in words (none, per rules).
+    if (value === '') continue;
+    t.true(tableDefaults.get(name)?.includes(`\`${value}\``), `${name}: the table's default names \`${value}\``);
+  }
 });
 
 test('.env.example holds the defaults (the Redis ones too)', (t) => {
@@ -43,4 +58,21 @@ test('SETTING_NAMES lists exactly the variables config/ reads', (t) => {
 
 test('.env.example passes its own check: no warning when copied to .env', (t) => {
   t.deepEqual(checkEnvFile(example, SETTING_NAMES), []);
+});
+
+const docsPages = readdirSync(new URL('docs/', root)).filter((file) => file.endsWith('.md'));
+const readme = read('README.md');
+
+test('the README links every page of docs/', (t) => {
+  t.true(docsPages.length >= 10, `found ${docsPages.length} pages`);
+  for (const page of docsPages) t.true(readme.includes(`](docs/${page})`), `README links docs/${page}`);
+});
+
+test('README and docs/ name no issue numbers, design cards or development machine', (t) => {
+  for (const [file, text] of [
+    ['README.md', readme],
+    ...docsPages.map((page) => [`docs/${page}`, read(`docs/${page}`)]),
+  ])
+    for (const line of text.split('\n'))
+      t.notRegex(line, /\bissues? #?\d|\bgithub issue|\bdesign card|\bdevelopment machine/i, file);
 });
