@@ -10,16 +10,25 @@ import { readFileSync, writeFileSync } from 'node:fs';
 const [readmePath, stage] = process.argv.slice(2);
 if (!readmePath || !stage) throw new Error('usage: readme-steps.mjs README.md STAGE');
 const readme = readFileSync(readmePath, 'utf8');
-const STEP = /<!-- step (\w+): (.+?) -->\s*\n```[^\n]*\n([\s\S]*?)```/g;
+// The marker, then a fenced block (indented as a list item's may be: the indent is taken off every line).
+const STEP = /<!-- step (\w+): (.+?) -->[ \t]*\n([ \t]*)```[^\n]*\n([\s\S]*?)\n\3```/g;
 
 const steps = [...readme.matchAll(STEP)].filter((match) => match[1] === stage);
 if (steps.length === 0) fail(`the README has no step marked "step ${stage}"`);
 
-for (const [, , action, block] of steps) {
+for (const [, , action, indent, indented] of steps) {
+  const block = `${indented
+    .split('\n')
+    .map((line) => (line.startsWith(indent) ? line.slice(indent.length) : line.trimStart()))
+    .join('\n')}\n`;
   console.log(`step ${stage}: ${action}`);
   let match;
   if (action === 'run') {
-    execFileSync('bash', ['-euo', 'pipefail', '-c', block], { stdio: 'inherit' });
+    try {
+      execFileSync('bash', ['-euo', 'pipefail', '-c', block], { stdio: 'inherit' });
+    } catch (error) {
+      fail(`step ${stage}: the commands failed (exit ${error.status}):\n${block}`);
+    }
   } else if ((match = /^write (\S+)$/.exec(action))) {
     writeFileSync(match[1], block);
   } else if ((match = /^insert into (\S+) after "(.+)"$/.exec(action))) {
