@@ -3,12 +3,18 @@
  * when there is one. Variables already set in the environment win over the file, as with
  * `node --env-file`. This is the only module that touches process.env.
  *
+ * The file is read here, once, and parsed with Node's own .env parser (util.parseEnv), rather than
+ * handed to process.loadEnvFile: that one reads a byte-order mark (which some Windows editors write)
+ * as part of the first name, so `NODE_ENV=production` on the first line would be lost without a word,
+ * and it throws with a stack trace for a .env it cannot read (a folder, no permission).
+ *
  * Node's .env reader skips what it cannot read without a word, so a typo would silently leave a
  * default in place (`SESION_MAX_AGE=5s`, `PORT 8200`). The file is checked too: a line that is not
  * `NAME=value`, and a name that is not a setting but looks like one, each give a start-up warning.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import type { Environment } from './parsers.ts';
+import { readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { type Environment, StartupError } from './parsers.ts';
 
 export interface EnvironmentReading {
   readonly env: Environment;
@@ -16,10 +22,33 @@ export interface EnvironmentReading {
   readonly warnings: readonly string[];
 }
 
+/** Why a file could not be read, in words, for the common cases. */
+const READ_ERRORS: Readonly<Record<string, string>> = {
+  EISDIR: 'it is a folder, not a file',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ELOOP: 'a symbolic link that leads back to itself',
+};
+
+/**
+ * Loads the .env file (if there is one) into process.env under what is already set there. A .env
+ * that exists but cannot be read stops start-up: the settings it holds would be silently missing.
+ */
 export function readEnvironment(knownNames: readonly string[], envFile = '.env'): EnvironmentReading {
-  if (!existsSync(envFile)) return { env: process.env, warnings: [] };
-  process.loadEnvFile(envFile);
-  return { env: process.env, warnings: checkEnvFile(readFileSync(envFile, 'utf8'), knownNames, envFile) };
+  let text: string;
+  try {
+    text = readFileSync(envFile, 'utf8');
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    if (code === 'ENOENT') return { env: process.env, warnings: [] };
+    const reason = code !== undefined && code in READ_ERRORS ? `${code}: ${READ_ERRORS[code]}` : message;
+    throw new StartupError(envFile, `${envFile} cannot be read (${reason})`, { cause: error });
+  }
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
+  for (const [name, value] of Object.entries(parseEnv(text))) {
+    if (process.env[name] === undefined) process.env[name] = value;
+  }
+  return { env: process.env, warnings: checkEnvFile(text, knownNames, envFile) };
 }
 
 /** Node's reader strips `export ` with exactly one space; any other spacing makes another name (or none). */

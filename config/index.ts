@@ -190,9 +190,39 @@ function readCookie(env: Environment): CookieConfig {
   return { name, secure, sameSite };
 }
 
-/** The URL with its password hidden, for messages. */
+/** A URL scheme and its `//`: what redactUrl keeps in front of the hidden part. */
+const SCHEME_AND_SLASHES = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+
+/**
+ * The URL with its password hidden, for messages and logs, whatever the password holds. A password
+ * may hold `:`, `@`, `/`, `#` or `?` unescaped (people paste them so), so no pattern can find where it
+ * ends; the WHATWG URL parser (as node-redis reads the URL) decides where it can: the userinfo ends at
+ * the last `@` of the authority, the user at its first `:`. That reading is used only when the last `@`
+ * of the whole text is the end of the userinfo, i.e. when no `/`, `?`, `#` or `\` comes before it (one
+ * does in `redis://u:12/x@host`: the parser sees host u, port 12 and a path, while the operator meant
+ * the password `12/x`). Anything else, and text that does not parse, loses everything between `//`
+ * (or the start) and the last `@`, the user too.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*):[^@/]*@/, '//$1:***@');
+  const at = url.lastIndexOf('@');
+  if (at === -1) return url;
+  const start = SCHEME_AND_SLASHES.exec(url)?.[0].length ?? 0;
+  const userinfo = url.slice(start, at);
+  if (start > 0 && !/[/?#\\]/.test(userinfo) && URL.canParse(url)) {
+    const colon = userinfo.indexOf(':');
+    const user = colon === -1 ? userinfo : userinfo.slice(0, colon);
+    return `${url.slice(0, start)}${user}${colon === -1 ? '' : ':***'}@${url.slice(at + 1)}`;
+  }
+  return `${url.slice(0, start)}***@${url.slice(at + 1)}`;
+}
+
+function decodes(text: string): boolean {
+  try {
+    decodeURIComponent(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function readRedis(env: Environment): RedisConfig {
@@ -207,12 +237,19 @@ function readRedis(env: Environment): RedisConfig {
     !parsed ||
     !['redis:', 'rediss:'].includes(parsed.protocol) ||
     !parsed.hostname ||
-    !/^(\/\d*)?$/.test(parsed.pathname)
+    !/^(\/\d*)?$/.test(parsed.pathname) ||
+    // An @ past the host: a password with ? or # unescaped, which made its tail a query or fragment
+    // and its head the host and port.
+    (parsed.search + parsed.hash).includes('@') ||
+    // node-redis decodes both and would fail on a stray % at connect time, with a message about URIs.
+    !decodes(parsed.username) ||
+    !decodes(parsed.password)
   ) {
     throw new ConfigError(
       'REDIS_URL',
       redactUrl(url),
-      'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS',
+      'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS ' +
+        '(in the password, write / ? # % as %2F %3F %23 %25)',
     );
   }
   return {

@@ -56,10 +56,16 @@ export function readChoice<T extends string>(env: Environment, name: string, fal
 }
 
 const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-/** Longer than this would overflow the timers and Redis TTLs built on it; a year is plenty for a session. */
-const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
+/**
+ * The timeouts end up in Node timers (setTimeout, the HTTP server's own), and Node fires a timer set
+ * past 2^31-1 ms (about 24.8 days) after 1 ms instead, with nothing but a process warning: a 30-day
+ * SHUTDOWN_TIMEOUT would exit at once, a 25-day REDIS_COMMAND_TIMEOUT would fail calls that are merely
+ * slow. The session lifetimes only feed expiry times and TTLs, but one bound for every duration is
+ * simpler to state and to remember.
+ */
+const MAX_DURATION_MS = 2 ** 31 - 1;
 const durationHelp = (minimum: string) =>
-  `a duration of at least ${minimum} and at most 365d: ` +
+  `a duration of at least ${minimum} and at most 24d (${MAX_DURATION_MS} ms, the longest a Node timer can wait): ` +
   'milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)';
 
 export interface DurationOptions {

@@ -4,7 +4,7 @@
  * checks the same errors through the real server's start-up, which is too slow for `npm run mutate`.)
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -129,7 +129,7 @@ test('choices: in any case, returned as listed; the error lists them all', (t) =
   t.deepEqual(loadConfig({}).log, { level: 'info', format: 'auto' });
 });
 
-test('durations: every unit in any case, 0 only where allowed, at most 365 days', (t) => {
+test('durations: every unit in any case, 0 only where allowed, at most 2^31-1 ms (the longest Node timer)', (t) => {
   const read = (value: string, allowZero = false) => readDuration({ D: value }, 'D', 1, { allowZero });
   t.is(read('1'), 1);
   t.is(read('1ms'), 1);
@@ -139,18 +139,24 @@ test('durations: every unit in any case, 0 only where allowed, at most 365 days'
   t.is(read('2m'), 120_000);
   t.is(read('2H'), 7_200_000);
   t.is(read('2d'), 172_800_000);
-  t.is(read('365d'), 31_536_000_000);
-  t.is(read('31536000000'), 31_536_000_000);
+  t.is(read('24d'), 2_073_600_000);
+  t.is(read('596h'), 2_145_600_000);
+  t.is(read('2147483647'), 2_147_483_647, 'the limit itself');
+  t.is(read('2147483s'), 2_147_483_000);
   t.is(read('0', true), 0);
   t.is(read('0s', true), 0);
   const help = (minimum: string) =>
-    `a duration of at least ${minimum} and at most 365d: milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)`;
+    `a duration of at least ${minimum} and at most 24d (2147483647 ms, the longest a Node timer can wait): milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)`;
   for (const bad of [
     '0',
     '0ms',
-    '366d',
-    '31536000001',
-    '8761h',
+    '25d',
+    '30d',
+    '365d',
+    '2147483648',
+    '2147484s',
+    '35792m',
+    '597h',
     '1.5s',
     '1 s',
     's',
@@ -162,9 +168,57 @@ test('durations: every unit in any case, 0 only where allowed, at most 365 days'
   ]) {
     t.throws(() => read(bad), { message: `D=${JSON.stringify(bad)} is not allowed: ${help('1 ms')}` }, bad);
   }
-  t.throws(() => read('366d', true), { message: `D="366d" is not allowed: ${help('0')}` });
+  t.throws(() => read('25d', true), { message: `D="25d" is not allowed: ${help('0')}` });
   t.throws(() => read('-1', true), { message: `D="-1" is not allowed: ${help('0')}` });
   t.throws(() => readDuration({ D: '0' }, 'D', 5), { message: /at least 1 ms/ }, 'no options: 0 refused');
+});
+
+test('every duration setting refuses what a Node timer cannot wait for, naming itself', (t) => {
+  const durations = [
+    'HTTP_HEADERS_TIMEOUT',
+    'HTTP_REQUEST_TIMEOUT',
+    'HTTP_KEEP_ALIVE_TIMEOUT',
+    'SHUTDOWN_DRAIN',
+    'SHUTDOWN_TIMEOUT',
+    'SESSION_MAX_AGE',
+    'SESSION_MAX_LIFETIME',
+    'REDIS_CONNECT_TIMEOUT',
+    'REDIS_COMMAND_TIMEOUT',
+  ];
+  t.deepEqual(
+    durations.filter((name) => SETTING_NAMES.includes(name as (typeof SETTING_NAMES)[number])),
+    durations,
+  );
+  for (const name of durations) {
+    for (const value of ['25d', '2147483648']) {
+      t.regex(
+        errorFor({ SESSION_STORE: 'redis', [name]: value }),
+        new RegExp(
+          `^${name}="${value}" is not allowed: a duration of at least [01].* and at most 24d \\(2147483647 ms`,
+        ),
+        `${name}=${value}`,
+      );
+    }
+  }
+  const longest = loadConfig({
+    SESSION_STORE: 'redis',
+    HTTP_HEADERS_TIMEOUT: '2147483647',
+    HTTP_REQUEST_TIMEOUT: '2147483647',
+    HTTP_KEEP_ALIVE_TIMEOUT: '2147483647',
+    SHUTDOWN_DRAIN: '24d',
+    SHUTDOWN_TIMEOUT: '2147483647',
+    SESSION_MAX_AGE: '2147483647',
+    SESSION_MAX_LIFETIME: '2147483647',
+    REDIS_CONNECT_TIMEOUT: '2147483647',
+    REDIS_COMMAND_TIMEOUT: '2147483647',
+  });
+  t.like(longest.http, {
+    headersTimeoutMs: 2_147_483_647,
+    shutdownDrainMs: 2_073_600_000,
+    shutdownTimeoutMs: 2_147_483_647,
+  });
+  t.is(longest.session.maxLifetimeMs, 2_147_483_647);
+  t.like(longest.redis, { connectTimeoutMs: 2_147_483_647, commandTimeoutMs: 2_147_483_647 });
 });
 
 test('every default, in one place', (t) => {
@@ -355,7 +409,9 @@ test('Redis settings: defaults, URL forms accepted and refused, password never s
   ]) {
     t.is(loadConfig({ SESSION_STORE: 'redis', REDIS_URL: url }).redis?.url, url, url);
   }
-  const allowed = 'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS';
+  const allowed =
+    'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS ' +
+    '(in the password, write / ? # % as %2F %3F %23 %25)';
   for (const [url, shown] of [
     ['redis://cache/db', 'redis://cache/db'],
     ['redis://cache/1/2', 'redis://cache/1/2'],
@@ -364,6 +420,10 @@ test('Redis settings: defaults, URL forms accepted and refused, password never s
     ['cache:6379', 'cache:6379'],
     ['https://u:secret@cache', 'https://u:***@cache'],
     ['no url at all', 'no url at all'],
+    ['redis://u:50%off@cache', 'redis://u:***@cache'],
+    ['redis://%E0%A4%A@cache', 'redis://%E0%A4%A@cache'],
+    ['redis://u:1#x@cache', 'redis://***@cache'],
+    ['redis://u:1?x@cache/0', 'redis://***@cache/0'],
   ]) {
     t.is(
       errorFor({ SESSION_STORE: 'redis', REDIS_URL: url }),
@@ -381,12 +441,86 @@ test('Redis settings: defaults, URL forms accepted and refused, password never s
   );
 });
 
-test('redactUrl hides the password only', (t) => {
+test('redactUrl hides the password only, as the URL parser reads it', (t) => {
   t.is(redactUrl('redis://user:hunter2@cache:6379/1'), 'redis://user:***@cache:6379/1');
   t.is(redactUrl('redis://:hunter2@cache'), 'redis://:***@cache');
-  t.is(redactUrl('redis://user@cache'), 'redis://user@cache');
+  t.is(redactUrl('redis://user@cache'), 'redis://user@cache', 'a user alone is shown');
+  t.is(redactUrl('redis://user:@cache'), 'redis://user:***@cache');
+  t.is(redactUrl('redis://@cache'), 'redis://@cache');
   t.is(redactUrl('redis://cache:6379'), 'redis://cache:6379');
-  t.is(redactUrl('redis://cache:6379/a:b@c'), 'redis://cache:6379/a:b@c', 'not a password past the host');
+  t.is(redactUrl('no url at all'), 'no url at all');
+  t.is(redactUrl('redis://default:se:cret@host'), 'redis://default:***@host', 'the user ends at the first colon');
+  t.is(redactUrl('redis://:p@ssword@host'), 'redis://:***@host', 'the userinfo ends at the last @');
+  t.is(redactUrl('redis://us@er:pa:ss@host:1/2'), 'redis://us@er:***@host:1/2');
+  t.is(redactUrl('rediss://u:p%40ss%2Fw@cache:6380/3'), 'rediss://u:***@cache:6380/3', 'escapes');
+});
+
+test('redactUrl: where the parser would cut the password short, or the text does not parse, all of the userinfo goes', (t) => {
+  t.is(redactUrl('redis://u:12/x@host'), 'redis://***@host', 'parsed as host u, port 12 and a path');
+  t.is(redactUrl('redis://u:1#x@host'), 'redis://***@host', 'a fragment');
+  t.is(redactUrl('redis://u:1?x@host/0'), 'redis://***@host/0', 'a query');
+  t.is(redactUrl('redis://u:a\\b@host'), 'redis://***@host', 'a backslash');
+  t.is(redactUrl('redis://cache:6379/a:b@c'), 'redis://***@c', 'an @ past the host may end a password too');
+  t.is(redactUrl('redis://u:p/a#b?c@host:6379/0'), 'redis://***@host:6379/0', 'does not parse');
+  t.is(redactUrl('u:secret@cache:6379'), '***@cache:6379', 'no scheme: from the start');
+  t.is(redactUrl('http:u:secret@cache'), '***@cache', 'no //: from the start');
+  t.is(redactUrl('u:pa//ss@cache'), '***@cache', 'a // inside the password is not a scheme');
+});
+
+/** Marker pieces of a password: none of them may appear in any message. */
+const PASSWORD_PIECES = ['pwA1', 'pwB2', 'pwC3'];
+/** What people put in passwords that URLs give a meaning to. */
+const HOSTILE_SEPARATORS = [
+  ':',
+  '@',
+  '/',
+  '#',
+  '?',
+  '%',
+  '%40',
+  '%3A',
+  '%2F',
+  '%23',
+  '%3F',
+  '%25',
+  '\\',
+  '//',
+  ':@',
+  '@:',
+  '/@#?',
+];
+
+test('a Redis password never shows in a REDIS_URL error, whatever it holds and however the URL is wrong', (t) => {
+  let refused = 0;
+  let accepted = 0;
+  for (const separator of HOSTILE_SEPARATORS) {
+    const password = PASSWORD_PIECES.join(separator);
+    for (const user of ['default', '']) {
+      for (const [before, after] of [
+        ['redis://', '@cache:6379/0'],
+        ['rediss://', '@cache'],
+        ['http://', '@cache:6379'],
+        ['redis://', '@cache/db'],
+        ['redis://', '@cache:http'],
+        ['redis://', '@'],
+        ['', '@cache:6379'],
+      ]) {
+        const url = `${before}${user}:${password}${after}`;
+        let shown: string;
+        try {
+          shown = redactUrl(loadConfig({ SESSION_STORE: 'redis', REDIS_URL: url }).redis!.url);
+          accepted++;
+        } catch (error) {
+          if (!(error instanceof ConfigError)) throw error;
+          t.true(error.message.startsWith('REDIS_URL="'), error.message);
+          shown = error.message;
+          refused++;
+        }
+        for (const piece of PASSWORD_PIECES) t.false(shown.includes(piece), `${url} shown as ${shown}`);
+      }
+    }
+  }
+  t.true(refused > 0 && accepted > 0, `${refused} refused, ${accepted} accepted`);
 });
 
 test('timeouts that contradict each other: the message shows what the operator wrote, or the default', (t) => {
@@ -535,6 +669,66 @@ test('readEnvironment: no file, no warnings; a file is loaded under the environm
   t.deepEqual(read.warnings, [
     `${file} line 2: SESION_STORE is not a setting of this app; did you mean SESSION_STORE?`,
   ]);
+});
+
+test('readEnvironment: a byte-order mark before the first line changes nothing', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'bom.env');
+  const first = `CONFIG_BOM_FIRST_${process.pid}`;
+  const second = `CONFIG_BOM_SECOND_${process.pid}`;
+  t.teardown(() => {
+    delete process.env[first];
+    delete process.env[second];
+    delete process.env[`\uFEFF${first}`];
+  });
+  writeFileSync(file, `\uFEFF${first}=production\n${second}=2\nSESION_STORE=redis\n`);
+  const read = readEnvironment([...SETTING_NAMES, first, second], file);
+  t.is(process.env[first], 'production', 'the first line is read under its own name');
+  t.is(process.env[`\uFEFF${first}`], undefined, 'not under a name that starts with the mark');
+  t.is(process.env[second], '2');
+  t.deepEqual(
+    read.warnings,
+    [`${file} line 3: SESION_STORE is not a setting of this app; did you mean SESSION_STORE?`],
+    'checked too, lines counted as before',
+  );
+});
+
+test('readEnvironment: what is set already wins over the file, even when empty, as with node --env-file', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'test.env');
+  const names = ['SET', 'EMPTY', 'UNSET'].map((name) => `CONFIG_EDGES_${name}_${process.pid}`);
+  t.teardown(() => {
+    for (const name of names) delete process.env[name];
+  });
+  const [set, empty, unset] = names;
+  process.env[set] = 'from-environment';
+  process.env[empty] = '';
+  writeFileSync(file, names.map((name) => `${name}=from-file`).join('\n'));
+  readEnvironment(names, file);
+  t.is(process.env[set], 'from-environment');
+  t.is(process.env[empty], '');
+  t.is(process.env[unset], 'from-file');
+});
+
+test('readEnvironment: a .env that exists but cannot be read stops start-up with one line naming it and why', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const folder = join(dir, 'folder.env');
+  mkdirSync(folder);
+  const error = t.throws(() => readEnvironment(SETTING_NAMES, folder), { instanceOf: StartupError });
+  t.is(error?.message, `${folder} cannot be read (EISDIR: it is a folder, not a file)`);
+  t.is(error?.variable, folder);
+  const loop = join(dir, 'loop.env');
+  symlinkSync(loop, loop);
+  t.throws(() => readEnvironment(SETTING_NAMES, loop), {
+    instanceOf: StartupError,
+    message: `${loop} cannot be read (ELOOP: a symbolic link that leads back to itself)`,
+  });
+  const dangling = join(dir, 'dangling.env');
+  symlinkSync(join(dir, 'nothing-here'), dangling);
+  t.deepEqual(readEnvironment(SETTING_NAMES, dangling).warnings, [], 'a link to nothing is no file, as before');
 });
 
 test('readEnvironment without a file name reads .env in the working directory', async (t) => {

@@ -50,7 +50,19 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
     env: { SESSION_MAX_AGE: '400d' },
     variable: 'SESSION_MAX_AGE',
     shows: '"400d"',
-    allowed: /365d/,
+    allowed: /at most 24d \(2147483647 ms, the longest a Node timer can wait\)/,
+  },
+  'SHUTDOWN_TIMEOUT longer than a Node timer can wait': {
+    env: { SHUTDOWN_TIMEOUT: '30d' },
+    variable: 'SHUTDOWN_TIMEOUT',
+    shows: '"30d"',
+    allowed: /at most 24d \(2147483647 ms, the longest a Node timer can wait\)/,
+  },
+  'REDIS_COMMAND_TIMEOUT longer than a Node timer can wait': {
+    env: { SESSION_STORE: 'redis', REDIS_COMMAND_TIMEOUT: '25d' },
+    variable: 'REDIS_COMMAND_TIMEOUT',
+    shows: '"25d"',
+    allowed: /at most 24d \(2147483647 ms, the longest a Node timer can wait\)/,
   },
   'SESSION_MAX_LIFETIME not a duration': {
     env: { SESSION_MAX_LIFETIME: '1 hour' },
@@ -190,6 +202,18 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
     shows: '"http://user:***@cache:6379"',
     allowed: /redis:\/\//,
   },
+  'REDIS_URL not a Redis URL, with a colon and an @ in the password': {
+    env: { SESSION_STORE: 'redis', REDIS_URL: 'redis://default:hunter2:x@hunter2@cache:6379/db' },
+    variable: 'REDIS_URL',
+    shows: '"redis://default:***@cache:6379/db"',
+    allowed: /redis:\/\//,
+  },
+  'REDIS_URL with a slash in the password': {
+    env: { SESSION_STORE: 'redis', REDIS_URL: 'redis://:hunter2/hunter2@cache:6379' },
+    variable: 'REDIS_URL',
+    shows: '"redis://***@cache:6379"',
+    allowed: /write \/ \? # % as %2F %3F %23 %25/,
+  },
   'REDIS_CONNECT_TIMEOUT not a duration': {
     env: { SESSION_STORE: 'redis', REDIS_CONNECT_TIMEOUT: 'fast' },
     variable: 'REDIS_CONNECT_TIMEOUT',
@@ -288,6 +312,23 @@ test('a .env file in the working directory is read, and the environment wins ove
   t.pass('SESSION_MAX_AGE=90s from the environment beat the bad value in the file');
   overridden.child.kill('SIGTERM');
   t.is(await overridden.exited, 0);
+});
+
+test('a .env that starts with a byte-order mark keeps its first line: NODE_ENV=production there means production', async (t) => {
+  // NODE_ENV left unset, so the file decides; no SESSION_KEYS, which production rules require.
+  const server = await runToExit({ NODE_ENV: undefined }, { dotEnv: '\uFEFFNODE_ENV=production\nPORT=0\n' });
+  t.not(server.code, 0, 'refused, not started under development rules');
+  assertOneLineNoStack(t, server.stderr());
+  t.regex(server.stderr(), /^Cannot start: SESSION_KEYS="" is not allowed: required when NODE_ENV=production/);
+  t.is(server.stdout(), '', 'no warning about the first line either');
+});
+
+test('a .env that cannot be read (a folder) stops start-up with one line naming it', async (t) => {
+  const server = await runToExit({ SESSION_KEYS: TEST_KEY }, { dotEnvFolder: true });
+  t.not(server.code, 0);
+  assertOneLineNoStack(t, server.stderr());
+  t.is(server.stderr(), 'Cannot start: .env cannot be read (EISDIR: it is a folder, not a file)\n');
+  t.is(server.stdout(), '');
 });
 
 test('production rules unless NODE_ENV is unset, development or test', (t) => {

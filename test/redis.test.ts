@@ -7,8 +7,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { createLogger } from '../app/logger.ts';
-import type { RedisStore } from '../app/stores/redis.ts';
+import { RedisStore } from '../app/stores/redis.ts';
 import { StoreUnavailableError } from '../app/stores/store.ts';
+import { loadConfig, StartupError } from '../config/index.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { Browser, sessionIdOf } from './helpers/browser.ts';
 import { runToExit, startServerProcess, waitForOutput } from './helpers/process.ts';
@@ -449,6 +450,104 @@ test('start-up errors never show the Redis password: Redis unreachable, or refus
     stderr,
   );
   t.false(stderr.includes(secret) || refused.stdout().includes(secret), 'the password is not shown');
+});
+
+// --- The password, whatever it holds, in every message the store writes ---
+
+/** Marker pieces of the hostile passwords below: none of them may appear in any message or log line. */
+const PASSWORD_PIECES = ['pwA1', 'pwB2', 'pwC3', 'pwD4', 'pwE5', 'pwF6', 'pwG7'];
+/** Between the pieces, each character a URL gives a meaning to. */
+const HOSTILE_PASSWORD = 'pwA1:pwB2@pwC3/pwD4#pwE5?pwF6%pwG7';
+/** Another one, for a server that requires the first. */
+const WRONG_HOSTILE_PASSWORD = 'pwG7@pwF6:pwE5%3ApwD4@pwC3';
+
+/**
+ * REDIS_URLs for a password as operators write them, each one a URL config/ accepts: : and @ as they
+ * are (the URL parser copes: the user ends at the first colon, the password at the last @), the rest
+ * escaped; or everything escaped; with the user default, or none. Each with how messages must show it.
+ */
+function hostileUrls(password: string, port: number): Array<{ url: string; shown: string }> {
+  const asWritten = password.replace(/[%/#?]/g, (character) => encodeURIComponent(character));
+  const host = `127.0.0.1:${port}`;
+  const urls = [
+    { url: `redis://default:${asWritten}@${host}`, shown: `redis://default:***@${host}` },
+    { url: `redis://:${asWritten}@${host}/0`, shown: `redis://:***@${host}/0` },
+    { url: `redis://default:${encodeURIComponent(password)}@${host}/0`, shown: `redis://default:***@${host}/0` },
+  ];
+  for (const { url } of urls) loadConfig({ SESSION_STORE: 'redis', REDIS_URL: url }); // throws if refused
+  return urls;
+}
+
+function assertNoPasswordPiece(t: ExecutionContext, text: string, label: string): void {
+  for (const piece of PASSWORD_PIECES) t.false(text.includes(piece), `${label}: ${piece} shown in ${text}`);
+}
+
+function connectTo(url: string, logger = logSink().logger): Promise<RedisStore> {
+  return RedisStore.connect({
+    url,
+    keyPrefix: uniquePrefix(),
+    connectTimeoutMs: 10_000,
+    commandTimeoutMs: 1_000,
+    logger,
+  });
+}
+
+test('the StartupError when Redis does not answer never shows the password, whatever it holds', async (t) => {
+  const nobody = new OwnRedisServer();
+  await nobody.start();
+  const port = nobody.port;
+  await nobody.stop(); // a port where nothing answers now
+  for (const { url, shown } of hostileUrls(HOSTILE_PASSWORD, port)) {
+    const logs = logSink();
+    const error = await t.throwsAsync(connectTo(url, logs.logger), { instanceOf: StartupError });
+    t.true(error!.message.startsWith(`REDIS_URL="${shown}": Redis did not answer within`), error!.message);
+    t.regex(error!.message, /ECONNREFUSED/, 'with what node-redis said');
+    assertNoPasswordPiece(t, error!.message, url);
+    assertNoPasswordPiece(t, logs.text(), url);
+  }
+});
+
+test("node-redis's refusal of a wrong password (WRONGPASS) carries neither password into the StartupError", async (t) => {
+  const guarded = await ownRedisServer(t, { password: HOSTILE_PASSWORD });
+  for (const { url, shown } of hostileUrls(WRONG_HOSTILE_PASSWORD, guarded.port)) {
+    const error = await t.throwsAsync(connectTo(url), { instanceOf: StartupError });
+    t.true(error!.message.startsWith(`REDIS_URL="${shown}": `), error!.message);
+    t.regex(error!.message, /\(WRONGPASS /, error!.message);
+    assertNoPasswordPiece(t, error!.message, url);
+  }
+  // The right password, written the same ways: the store connects (the URLs are read as meant).
+  for (const { url } of hostileUrls(HOSTILE_PASSWORD, guarded.port)) {
+    const store = await connectTo(url);
+    t.true((await store.health()).ok, url);
+    await store.close();
+  }
+});
+
+test('the runtime "redis unreachable" warning and its recovery line never show the password, whatever it holds', async (t) => {
+  const server = await ownRedisServer(t, { password: HOSTILE_PASSWORD });
+  for (const { url, shown } of hostileUrls(HOSTILE_PASSWORD, server.port)) {
+    const logs = logSink();
+    const { store } = await storeOnOwnServer(t, server, { url, logger: logs.logger });
+    t.true(await store.create('a', '{}', TTL_MS), 'connected with the hostile password');
+    await server.stop();
+    for (let attempt = 0; attempt < 100 && (await store.health()).ok; attempt++) await sleep(50);
+    await t.throwsAsync(store.get('a', TTL_MS), { instanceOf: StoreUnavailableError });
+    await server.start(); // same port, same password
+    t.true((await timeRecovery(store, 10_000)) < 10_000, 'reconnected');
+    await store.close();
+    const lines = logs
+      .text()
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    t.deepEqual(
+      lines.map((line) => line.msg),
+      ['redis unreachable; session requests answer 503 until it is back', 'redis reachable again'],
+    );
+    for (const line of lines) t.is(line.url, shown);
+    t.is(typeof lines[0].err, 'string', "node-redis's reason is logged");
+    assertNoPasswordPiece(t, logs.text(), url);
+  }
 });
 
 test('a Redis outage gives fast 503s, other routes keep working, and service recovers by itself', async (t) => {

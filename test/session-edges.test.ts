@@ -546,6 +546,64 @@ test('a cookie signed with an older key is re-signed once, with its id and issue
   );
 });
 
+test('a cookie signed with an older key is never re-signed for a session the store does not have', async (t) => {
+  const oldKey = 'old-signing-key-0123456789abcdefghijklmn';
+  const { app, store } = await recordingApp(t, { SESSION_KEYS: `${TEST_KEY},${oldKey}` });
+  const id = nanoid();
+  await app.store.create(id, STORED, 60_000);
+  await app.store.destroy(id); // logged out (or expired) since the browser got its cookie
+  const issuedAt = Date.now() - 5_000;
+  const cookie = `sid=${new CookieSigner('sid', [oldKey]).encode(id, issuedAt)}`;
+  const resigned = signer.encode(id, issuedAt);
+
+  const get = await new Browser(app.url).request('/get', { headers: { cookie } });
+  t.is(get.body, '{}');
+  t.deepEqual(get.setCookies, [], 'no cookie at all: the id is gone');
+  t.deepEqual(store.calls, [{ method: 'get', id, ttlMs: 60_000 }], 'the store was asked');
+
+  const del = await new Browser(app.url).request('/del', { headers: { cookie } });
+  t.is(del.setCookies.length, 1);
+  t.regex(del.setCookies[0], CLEARING, 'only the clearing cookie');
+
+  const set = await new Browser(app.url).request('/set', { headers: { cookie } });
+  t.is(set.setCookies.length, 1, 'one cookie, for the new session');
+  const fresh = sessionIdOf(cookieValue(set.setCookies, 'sid'));
+  t.truthy(fresh);
+  t.not(fresh, id);
+  for (const answer of [get, del, set]) {
+    t.false(
+      answer.setCookies.some((line) => line.includes(resigned)),
+      'the gone id never comes back re-signed',
+    );
+  }
+});
+
+test('a late answer for an older-key cookie whose session was logged out meanwhile does not overwrite the newer session cookie', async (t) => {
+  const oldKey = 'old-signing-key-0123456789abcdefghijklmn';
+  let gate!: GatedStore;
+  const app = await appForTest(
+    t,
+    { SESSION_KEYS: `${TEST_KEY},${oldKey}` },
+    { wrapStore: (inner) => (gate = new GatedStore(inner)) },
+  );
+  const id = nanoid();
+  await app.store.create(id, STORED, 60_000);
+  const issuedAt = Date.now() - 5_000;
+  const browser = new Browser(app.url);
+  browser.cookies.set('sid', new CookieSigner('sid', [oldKey]).encode(id, issuedAt));
+  const held = gate.holdNext('get');
+  const late = new Browser(app.url).request('/get', { headers: { cookie: browser.cookieHeader! } });
+  await held.reached; // the slow /get has its cookie but has not asked the store yet
+  t.is((await browser.request('/del')).body, 'ok');
+  t.is((await browser.request('/set')).body, 'ok');
+  const newer = browser.cookies.get('sid');
+  t.not(sessionIdOf(newer), id, 'a new session since');
+  held.release();
+  const answer = await late;
+  t.is(answer.body, '{}');
+  t.deepEqual(answer.setCookies, [], 'nothing that would replace the newer cookie in the browser');
+});
+
 test('a new session id already in the store is a bug: 500, nothing written, no cookie', async (t) => {
   const { app, store } = await recordingApp(t);
   store.createAnswer = false;
@@ -616,7 +674,7 @@ test('a write-back that finds its session logged out meanwhile sends no session 
   );
   const id = nanoid();
   await app.store.create(id, STORED, 60_000);
-  // Signed with the older key: the request that reads it re-signs it at once.
+  // Signed with the older key: the request that reads it would re-sign it, were the session still there.
   const headers = { cookie: `sid=${new CookieSigner('sid', [oldKey]).encode(id, Date.now())}` };
   const held = gate.holdNext('update');
   const theme = new Browser(app.url).request('/theme', { headers });

@@ -84,8 +84,10 @@ export function createSessionMiddleware(
         clearCookie(ctx);
         return '';
       }
+      // Signed with an older key: re-signed only once the store has the session (in set, or after the
+      // request, see read), never here. A cookie for an id that is gone must not come back freshly signed:
+      // a late answer like that could overwrite the cookie of a session made since.
       state.cookie = cookie;
-      if (cookie.keyIndex > 0) writeCookie(ctx, cookie.id, cookie.issuedAt); // re-sign with the current key
       return cookie.id;
     },
     /** Called by koa-session after each save; sends a cookie only when the browser lacks this one. */
@@ -127,10 +129,21 @@ export function createSessionMiddleware(
     if (secure === 'true') ctx.cookies.secure = true;
     const state = startRequestSession(ctx);
     await session(ctx, next);
-    if (state.cookie !== undefined && pastLifetime(state.cookie.issuedAt) && !sendsCookie(ctx, name)) {
+    const carried = state.cookie;
+    if (carried !== undefined && pastLifetime(carried.issuedAt) && !sendsCookie(ctx, name)) {
       // The absolute lifetime ended while this request ran (its cookie was still good when it came
       // in, its store entry gone by the time it was read): clear the cookie now, as if refused.
       clearCookie(ctx);
+    } else if (
+      carried !== undefined &&
+      carried.keyIndex > 0 &&
+      state.claimedId === carried.id &&
+      !state.ended &&
+      !sendsCookie(ctx, name)
+    ) {
+      // Signed with an older key, and the store had this session (the request loaded it and still
+      // holds it: not destroyed, not ended by another request): re-sign it with the current key.
+      writeCookie(ctx, carried.id, carried.issuedAt);
     }
     if (state.ended || (state.destroyed && !state.carriedCookie)) {
       // Another request ended this session first: this response sends no cookie at all (a clearing

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,14 +51,17 @@ process.once('exit', () => {
 /**
  * Only what a server needs from the parent environment, plus the test's own settings. No shutdown
  * drain unless a test asks for one (test/server.test.ts does): there is no load balancer to wait for.
+ * A setting given as undefined is not set at all (NODE_ENV, say, to leave it to a .env file).
  */
-function environment(env: Record<string, string>): NodeJS.ProcessEnv {
+function environment(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', SHUTDOWN_DRAIN: '0', ...env };
 }
 
 export interface SpawnOptions {
   /** Written as a .env file in the server's working directory. */
   readonly dotEnv?: string;
+  /** Make .env in the server's working directory a folder: a .env that cannot be read. */
+  readonly dotEnvFolder?: boolean;
   /** Another server script (the benchmark's baselines) and its arguments; app/server.ts by default. */
   readonly script?: string;
   readonly args?: readonly string[];
@@ -67,9 +70,10 @@ export interface SpawnOptions {
 }
 
 /** Runs app/server.ts (or options.script) as `npm start` does: Node's own type stripping, or tsx on Node 20. */
-export function spawnServer(env: Record<string, string>, options: SpawnOptions = {}): ServerProcess {
+export function spawnServer(env: Record<string, string | undefined>, options: SpawnOptions = {}): ServerProcess {
   const cwd = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
   if (options.dotEnv !== undefined) writeFileSync(join(cwd, '.env'), options.dotEnv);
+  if (options.dotEnvFolder) mkdirSync(join(cwd, '.env'));
   const child = spawn(
     process.execPath,
     [
@@ -139,7 +143,7 @@ async function startSlot(): Promise<() => void> {
  * resolves once it has; one still running after `timeoutMs` is killed and the call fails.
  */
 export async function runToExit(
-  env: Record<string, string>,
+  env: Record<string, string | undefined>,
   options: SpawnOptions = {},
   timeoutMs = 20_000,
 ): Promise<ServerProcess & { code: number | string }> {
