@@ -14,7 +14,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
-import { type Environment, StartupError } from './parsers.ts';
+import type { Environment } from './parsers.ts';
+import { StartupError } from './startup-error.ts';
 
 export interface EnvironmentReading {
   readonly env: Environment;
