@@ -1,7 +1,7 @@
 /**
- * The soak: mixed traffic against the real server process for a set time, with the store held at its
- * cap, checking every answer. Used by `npm run soak` (long, with figures) and by test/soak.test.ts
- * (about 20 seconds in `npm test`, correctness only).
+ * The soak: mixed traffic against the real server process (the template's start-up with the soak's
+ * routes: server.ts) for a set time, with the store held at its cap, checking every answer. Used by
+ * `npm run soak` (long, with figures) and `npm run soak -- --check` (about 20 seconds, correctness only).
  *
  * Traffic mix per request: new sessions, reads, writes, deletes, and bad cookies. Each simulated user
  * remembers what it last stored, so a read is wrong unless it shows exactly that or `{}` (a session
@@ -9,7 +9,8 @@
  * session count, heap, RSS and event-loop delay.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
+import { fileURLToPath } from 'node:url';
+import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
 
 export interface SoakOptions {
   readonly durationMs: number;
@@ -51,6 +52,8 @@ interface User {
   time: number | undefined;
 }
 
+const SOAK_SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
+
 const BAD_COOKIES = [
   'sid=garbage',
   'sid=__proto__',
@@ -61,14 +64,17 @@ const BAD_COOKIES = [
 ];
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
-  const server = await startServerProcess({
-    SESSION_KEYS: 'soak-signing-key-0123456789abcdefghijklmnop',
-    LOG_LEVEL: 'warn',
-    SESSION_STORE: options.store,
-    SESSION_MAX_ENTRIES: String(options.cap),
-    SESSION_MAX_AGE: options.maxAge,
-    ...options.env,
-  });
+  const server = await startServerProcess(
+    {
+      SESSION_KEYS: 'soak-signing-key-0123456789abcdefghijklmnop',
+      LOG_LEVEL: 'warn',
+      SESSION_STORE: options.store,
+      SESSION_MAX_ENTRIES: String(options.cap),
+      SESSION_MAX_AGE: options.maxAge,
+      ...options.env,
+    },
+    { script: SOAK_SERVER },
+  );
   // Whatever happens from here on (a bug in the soak itself included), sampling stops, and the server
   // is stopped and its temp folder removed before this returns or throws: SIGKILL if it is still running.
   const stop = new AbortController();

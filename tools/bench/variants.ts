@@ -1,16 +1,19 @@
 /**
  * The template with one guarantee taken out, for `npm run bench -- --costs`: what each guarantee
  * costs per request, measured instead of guessed. Each variant is a copy of app/ and config/ in a
- * temporary folder with a few exact text edits; the benchmark runs it like the template, in the same
- * rounds. Never a setup to use: every variant is less safe than the template, by design.
+ * temporary folder with a few exact text edits, served by a copy of the benchmark's server and routes
+ * (server.ts, routes.ts) that imports the edited copy; the benchmark runs it like the template, in
+ * the same rounds. Never a setup to use: every variant is less safe than the template, by design.
  *
  * An edit names the text it replaces, and that text must occur exactly once: when the source
- * changes, building the variant fails loudly instead of measuring something else
- * (test/bench-variants.test.ts builds them all, and runs the one with every edit).
+ * changes, building the variant fails loudly instead of measuring something else. check.ts
+ * (`npm run bench:check`, and before every --costs run) builds them all, and runs the one with every
+ * edit. So an edit to app/ (reflowing one of these lines, say) can make the check fail: then update
+ * the edit here to the new text.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -125,19 +128,25 @@ export const VARIANTS: readonly Variant[] = [
   },
 ];
 
+/** What a variant copies, relative to the project: the app, its settings, and the benchmark's server. */
+const COPIED = ['app', 'config', 'package.json', 'tools/bench/server.ts', 'tools/bench/routes.ts'];
+const SERVER_SCRIPT = 'tools/bench/server.ts';
+
 export interface BuiltVariant {
-  /** The variant's app/main.ts. */
+  /** The variant's copy of the benchmark's server (tools/bench/server.ts), which imports its copy of app/. */
   readonly serverScript: string;
   readonly remove: () => void;
 }
 
-/** Copies app/ and config/ to a temporary folder and applies the variant's edits there. */
+/** Copies app/, config/ and the benchmark's server to a temporary folder and applies the variant's edits there. */
 export function buildVariant(variant: Variant): BuiltVariant {
   const folder = mkdtempSync(join(tmpdir(), 'koa-session-variant-'));
   const remove = () => rmSync(folder, { recursive: true, force: true });
   try {
-    for (const entry of ['app', 'config', 'package.json'])
+    for (const entry of COPIED) {
+      mkdirSync(dirname(join(folder, entry)), { recursive: true });
       cpSync(join(ROOT, entry), join(folder, entry), { recursive: true });
+    }
     symlinkSync(join(ROOT, 'node_modules'), join(folder, 'node_modules'), 'dir');
     for (const { file, find, replace } of variant.edits) {
       const path = join(folder, file);
@@ -156,5 +165,5 @@ export function buildVariant(variant: Variant): BuiltVariant {
     remove();
     throw error;
   }
-  return { serverScript: join(folder, 'app/main.ts'), remove };
+  return { serverScript: join(folder, SERVER_SCRIPT), remove };
 }

@@ -1,7 +1,7 @@
 /**
  * Heap bytes per stored session: fills a MemoryStore with 100k sessions shaped as koa-session stores
  * this app's (`{time, _session}` under a nanoid id) and compares heapUsed after full collections.
- * Run with --expose-gc (test/bench/run.ts does).
+ * Run with --expose-gc (run.ts does).
  */
 import { nanoid } from 'nanoid';
 import { MemoryStore } from '../../app/stores/memory.ts';

@@ -6,9 +6,10 @@
  *   - GET /set without a cookie (every request creates a new session).
  * The servers: bare Koa with the same routes (no sessions), koa-session's floor (the cheapest setup
  * koa-session allows: unsafe, it measures koa-session alone; see baseline-server.ts), this template
- * with each store asked for, and for reference koa-session's defaults and the template logging a line
+ * (its own start-up with the benchmark's routes: server.ts, routes.ts) with each store asked for, and for reference koa-session's defaults and the template logging a line
  * per request (LOG_LEVEL=info). With --costs, also the template with each guarantee taken out
- * (variants.ts), and what each one costs.
+ * (variants.ts), and what each one costs; the variants are checked first (check.ts, also on its own:
+ * --check, `npm run bench:check`).
  *
  * The estimator, built for a shared, noisy 2-core machine (see the README's "Benchmark"): each row is
  * loaded at the same moment as bare Koa and the floor, in many short rounds, and each round compares
@@ -27,7 +28,8 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { type ServerProcess, startServerProcess } from '../helpers/process.ts';
+import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
+import { checkVariants } from './check.ts';
 import { pinToCpus, processCpuMicros, redisCpuReader } from './cpu.ts';
 import { type BuiltVariant, buildVariant, VARIANTS } from './variants.ts';
 
@@ -42,7 +44,10 @@ const USAGE = `npm run bench -- [options]
   --only get|set          measure one scenario only
   --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
   --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
-                          (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design)
+                          (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design);
+                          runs --check first
+  --check                 only check that the variants of --costs still fit app/ (exact edits) and take effect;
+                          exits 1 if not (npm run bench:check; about 10 s)
   --json FILE             also write every round's samples to FILE
   --help                  this text
 
@@ -64,6 +69,7 @@ function readOptions() {
         json: { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
         costs: { type: 'boolean', default: false },
+        check: { type: 'boolean', default: false },
         only: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -83,12 +89,23 @@ if (options.costs && !stores.includes('memory')) {
   process.stderr.write('--costs compares with the memory store: include it in --stores\n');
   process.exit(2);
 }
+if (options.check || options.costs) {
+  try {
+    await checkVariants((line) => process.stdout.write(`${line}\n`));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exit(1);
+  }
+  if (options.check) process.exit(0);
+}
 const duration = Number(options.duration);
 const connections = Number(options.connections);
 const rounds = Number(options.rounds);
 const SESSION_KEYS = 'bench-signing-key-0123456789abcdefghijklmnop';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.meta.url));
+/** The template: its own start-up (app/server.ts) with the benchmark's routes. */
+const BENCH_SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 const HEAP_SCRIPT = fileURLToPath(new URL('./heap.ts', import.meta.url));
 
 /** One load of one server in one scenario. */
@@ -131,7 +148,7 @@ async function liveSessionCookie(baseUrl: string): Promise<string> {
   return cookies.join('; ');
 }
 
-/** The baseline servers announce their URL like app/server.ts does. */
+/** A baseline server, started like the template's (it reports its address the same way). */
 function startBaseline(kind: 'bare' | 'floor' | 'koa-session'): Promise<ServerProcess & { url: string }> {
   return startServerProcess({}, { script: BASELINE_SERVER, args: [kind] });
 }
@@ -162,11 +179,12 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
   for (const store of stores) {
     const env: Record<string, string> = { ...sessionEnv, LOG_LEVEL: 'warn', SESSION_STORE: store };
     if (store === 'redis') Object.assign(env, { REDIS_URL, REDIS_KEY_PREFIX: `bench:${process.pid}:` });
-    await add(`this template, ${store} store`, startServerProcess(env), store === 'redis');
+    await add(`this template, ${store} store`, startServerProcess(env, { script: BENCH_SERVER }), store === 'redis');
   }
   if (!options['no-logging'] && stores.includes('memory')) {
     // The same server logging one line per request (the default level), to a pipe this process drains.
-    const server = startServerProcess({ ...sessionEnv, LOG_LEVEL: 'info', LOG_FORMAT: 'json' }).then((logging) => {
+    const loggingEnv = { ...sessionEnv, LOG_LEVEL: 'info', LOG_FORMAT: 'json' };
+    const server = startServerProcess(loggingEnv, { script: BENCH_SERVER }).then((logging) => {
       logging.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
       return logging;
     });

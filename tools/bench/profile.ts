@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { startServerProcess } from '../helpers/process.ts';
+import { startServerProcess } from '../../test/helpers/process.ts';
 
 const USAGE = `npm run profile -- [options]
 
@@ -48,6 +48,8 @@ if (options.help) {
 if (options.path !== '/get' && options.path !== '/set') throw new Error('--path must be /get or /set');
 
 const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.meta.url));
+/** The template: its own start-up (app/server.ts) with the benchmark's routes. */
+const BENCH_SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 interface CpuProfile {
@@ -140,7 +142,7 @@ async function profileServer(kind: 'floor' | 'template'): Promise<Profiled> {
                 }
               : {}),
           },
-          { nodeArgs },
+          { script: BENCH_SERVER, nodeArgs },
         );
   server.child.stdout?.removeAllListeners('data').resume(); // log lines drained, not kept: millions of them
   let requests = 0;

@@ -10,7 +10,7 @@
  * runs them all.
  * Left out: test files and tests that start server processes or Chromium or wait for seconds (the
  * command would take minutes per mutant). A mutant that only they would kill counts as a survivor
- * here (see test/mutation-survivors.md), never the other way round.
+ * here (see survivors.md), never the other way round.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';

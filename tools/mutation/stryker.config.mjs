@@ -1,7 +1,8 @@
 // @ts-check
 /**
- * Mutation testing (StrykerJS): `npm run mutate`. Not part of `npm test`. See the README's
- * "Mutation testing" section; the survivors that cannot matter are listed in test/mutation-survivors.md.
+ * Mutation testing (StrykerJS): `npm run mutate`, which passes this file to Stryker (run from the
+ * project's root: the paths below are the root's). Not part of `npm test`. See the README's "Mutation
+ * testing" section; the survivors that cannot matter are listed in survivors.md beside this file.
  */
 import { fileURLToPath } from 'node:url';
 
@@ -11,17 +12,17 @@ export default {
   // the bound on calls in flight) only shows against a Redis that is killed or paused, which takes the
   // outage tests of test/redis.test.ts (own redis-server, SIGSTOP) 6 s and more per mutant, and a mutant
   // that breaks a deadline hangs until the timeout: about 200 mutants, some 20 minutes more. npm test
-  // holds it to those tests. See test/mutation-survivors.md.
+  // holds it to those tests. See tools/mutation/survivors.md.
   mutate: ['app/session/**/*.ts', 'app/stores/**/*.ts', '!app/stores/redis.ts', 'config/**/*.ts'],
-  // No Stryker runner plugin exists for ava: the command runner runs test/mutation/run-tests.mjs per
+  // No Stryker runner plugin exists for ava: the command runner runs tools/mutation/run-tests.mjs per
   // mutant, which picks the fast test files for the mutated file.
   testRunner: 'command',
-  commandRunner: { command: 'node test/mutation/run-tests.mjs' },
+  commandRunner: { command: 'node tools/mutation/run-tests.mjs' },
   // Mutants that do not type-check are dropped before any test runs (TypeScript 7, see typescript-7.mjs).
   checkers: ['typescript'],
   tsconfigFile: 'tsconfig.json',
   typescriptChecker: { experimentalNativePreview: true },
-  checkerNodeArgs: ['--import', fileURLToPath(new URL('./test/mutation/typescript-7.mjs', import.meta.url))],
+  checkerNodeArgs: ['--import', fileURLToPath(new URL('./typescript-7.mjs', import.meta.url))],
   // Two cores: one type-checker process (busy only at the start) and two test commands at once.
   concurrency: 3,
   // A backstop, generous for a shared machine: 1.5 × the dry run (which runs every test, 16-40 s)

@@ -1,0 +1,117 @@
+/**
+ * The variants check (`npm run bench:check`; run.ts also runs it before every --costs run): the
+ * benchmark's variants (variants.ts) still build against today's app/, and their edits take effect.
+ * A variant that silently measured the full template would report every guarantee as free.
+ *
+ *   1. Every variant applies each of its edits to exactly one place (building it throws otherwise).
+ *   2. The benchmark's server, unedited, has the guarantees the variants take out: it refuses a
+ *      cross-site /set (403), answers no-store, and signs the cookie. Without this, the next step
+ *      could pass on a template that no longer had them to take out.
+ *   3. The variant without every guarantee serves /set and /get, with none of them.
+ *
+ * It edits copies only, never app/ itself. A failure after an edit to app/ means the variants' edits
+ * name text that changed: update them in variants.ts (or delete tools/bench/ if you do not use the
+ * benchmark).
+ */
+import { fileURLToPath } from 'node:url';
+import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
+import { buildVariant, VARIANTS } from './variants.ts';
+
+const BENCH_SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
+const ENV = { SESSION_KEYS: 'bench-check-key-0123456789abcdefghijklmnop', LOG_LEVEL: 'warn' };
+/** The fixed tag the variant without the signature puts in a cookie's place (see variants.ts). */
+const FIXED_TAG = /\.A{43}$/;
+
+/** What one server did with the requests the guarantees are about. */
+interface Observed {
+  readonly crossSiteSetStatus: number;
+  readonly cacheControl: string | null;
+  readonly cookie: string;
+  readonly time: unknown;
+}
+
+async function observe(script: string): Promise<Observed> {
+  const server: ServerProcess & { url: string } = await startServerProcess(ENV, { script });
+  try {
+    const crossSite = await fetch(`${server.url}/set`, { headers: { 'Sec-Fetch-Site': 'cross-site' } });
+    await crossSite.body?.cancel();
+    const set = await fetch(`${server.url}/set`);
+    const body = await set.text();
+    if (set.status !== 200 || body !== 'ok') throw new Error(`/set answered ${set.status} ${JSON.stringify(body)}`);
+    const cookie = set.headers
+      .getSetCookie()
+      .map((line) => line.split(';')[0])
+      .find((pair) => pair.startsWith('sid='));
+    if (cookie === undefined) throw new Error('/set set no sid cookie');
+    const get = await fetch(`${server.url}/get`, { headers: { cookie } });
+    if (get.status !== 200) throw new Error(`/get answered ${get.status}`);
+    const session = (await get.json()) as { time?: unknown };
+    return {
+      crossSiteSetStatus: crossSite.status,
+      cacheControl: set.headers.get('cache-control'),
+      cookie,
+      time: session.time,
+    };
+  } finally {
+    server.child.kill('SIGTERM');
+    await server.exited;
+  }
+}
+
+/** Throws, naming what differs, unless every expectation holds. */
+function expect(what: string, checks: Record<string, boolean>, observed: Observed): void {
+  const failed = Object.entries(checks)
+    .filter(([, holds]) => !holds)
+    .map(([name]) => name);
+  if (failed.length > 0) throw new Error(`${what}: expected ${failed.join('; ')}, but saw ${JSON.stringify(observed)}`);
+}
+
+/** Runs the check; resolves when it passes, throws (with what to do) when it fails. */
+export async function checkVariants(log: (line: string) => void): Promise<void> {
+  try {
+    if (VARIANTS.length < 2) throw new Error('variants.ts lists fewer than two variants');
+    for (const variant of VARIANTS) buildVariant(variant).remove();
+    log(`bench check: the ${VARIANTS.length} variants each apply every edit to exactly one place`);
+
+    const template = await observe(BENCH_SERVER);
+    expect(
+      'the unedited benchmark server',
+      {
+        'a cross-site /set refused with 403': template.crossSiteSetStatus === 403,
+        'Cache-Control: no-store': template.cacheControl === 'no-store',
+        'a signed cookie (not the fixed tag)': !FIXED_TAG.test(template.cookie),
+        '/get to show the stored time': Number.isInteger(template.time),
+      },
+      template,
+    );
+    log('bench check: the unedited benchmark server has the guarantees the variants take out');
+
+    const everything = VARIANTS.find((variant) => variant.name === 'all of the above');
+    if (everything === undefined) throw new Error('no variant takes out everything ("all of the above")');
+    const built = buildVariant(everything);
+    try {
+      const stripped = await observe(built.serverScript);
+      expect(
+        'the variant without every guarantee',
+        {
+          'a cross-site /set served (200)': stripped.crossSiteSetStatus === 200,
+          'no Cache-Control': stripped.cacheControl === null,
+          'the fixed tag in place of the signature': FIXED_TAG.test(stripped.cookie),
+          '/get to show the stored time': Number.isInteger(stripped.time),
+        },
+        stripped,
+      );
+    } finally {
+      built.remove();
+    }
+    log('bench check: the variant without every guarantee serves /set and /get with none of them');
+  } catch (error) {
+    throw new Error(
+      `bench check failed: ${(error as Error).message}\n` +
+        'The benchmark (tools/bench/) measures copies of app/ with exact edits (tools/bench/variants.ts), and ' +
+        'they no longer fit the app: after an edit to app/, update those edits to the new source (or delete ' +
+        'tools/bench/ and its scripts if you do not use the benchmark). npm test covers the app; this checks the benchmark.',
+      { cause: error },
+    );
+  }
+}
