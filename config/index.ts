@@ -37,6 +37,8 @@ export const SETTING_NAMES = [
   'SESSION_MAX_LIFETIME',
   'SESSION_MAX_ENTRIES',
   'SESSION_KEYS',
+  'SESSION_MAX_PER_USER',
+  'SESSION_HEADER',
   'SESSION_COOKIE_NAME',
   'SESSION_COOKIE_SECURE',
   'SESSION_COOKIE_SAMESITE',
@@ -94,6 +96,10 @@ export interface SessionConfig {
   readonly keys: readonly string[];
   /** True when no SESSION_KEYS were given and a random key was made for this process (development only). */
   readonly keysAreEphemeral: boolean;
+  /** The most signed-in sessions one user keeps; signing in past it signs out the least recently used. */
+  readonly maxPerUser: number;
+  /** The request and response header that carries the signed session id for API clients; '' when off. */
+  readonly header: string;
   readonly cookie: CookieConfig;
 }
 
@@ -126,6 +132,51 @@ const DEVELOPMENT_ENVIRONMENTS = ['development', 'test'];
 const SECURE_ONLY_PREFIXES = ['__Host-', '__Secure-'];
 /** RFC 6265 cookie-name characters (an HTTP token). */
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * Header names SESSION_HEADER must not take: ones HTTP, browsers, proxies or this app give a meaning of
+ * their own (the session id in Cookie or Authorization would be read by code that expects something else).
+ */
+const RESERVED_HEADERS = new Set([
+  'accept',
+  'authorization',
+  'cache-control',
+  'connection',
+  'content-length',
+  'content-type',
+  'cookie',
+  'host',
+  'keep-alive',
+  'origin',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'set-cookie',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'user-agent',
+  'vary',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+]);
+
+function readSessionHeader(env: Environment): string {
+  const name = readString(env, 'SESSION_HEADER', '');
+  if (name === '') return '';
+  if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase()) || /^sec-/i.test(name)) {
+    throw new ConfigError(
+      'SESSION_HEADER',
+      name,
+      "empty (off) or an HTTP header name of letters, digits and !#$%&'*+-.^_`|~ (X-Session-Id, say), " +
+        'not one HTTP or browsers already use (Cookie, Authorization, Sec-…)',
+    );
+  }
+  return name;
+}
 
 function readSessionKeys(
   env: Environment,
@@ -305,6 +356,8 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
       maxLifetimeMs: readDuration(env, 'SESSION_MAX_LIFETIME', null),
       maxEntries: readInteger(env, 'SESSION_MAX_ENTRIES', 100_000, 1, 100_000_000),
       ...readSessionKeys(env, production, warnings),
+      maxPerUser: readInteger(env, 'SESSION_MAX_PER_USER', 50, 1, 1_000),
+      header: readSessionHeader(env),
       cookie: readCookie(env),
     },
     redis: store === 'redis' ? readRedis(env) : null,

@@ -8,6 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { MemoryStore } from '../app/stores/memory.ts';
 import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const TTL_MS = 60_000;
 
@@ -56,7 +57,7 @@ test('SESSION_COOKIE_SECURE=true marks the cookie Secure even when the proxy sen
   t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
 });
 
-/** Every id the (memory) store holds. */
+/** Every store key the (memory) store holds (each a session id's keyed hash: helpers/store-key.ts). */
 function storedIds(app: RunningApp): string[] {
   const { probation, protected: kept } = (app.store as MemoryStore).segments();
   return [...probation, ...kept].sort();
@@ -97,7 +98,7 @@ for (const [kind, makeCookie] of Object.entries(hostileCookies)) {
     const goodId = sessionIdOf(good)!;
     // A time no /set writes: a write into the genuine session, had its id been adopted, would show.
     const goodStored = JSON.stringify({ time: 1, _session: true });
-    t.true(await app.store.update(goodId, goodStored, TTL_MS));
+    t.true(await app.store.update(storeKeyOf(app, goodId), goodStored, TTL_MS));
     const hostile = makeCookie(good);
     t.not(hostile, good);
     const headers = { cookie: `sid=${hostile}` };
@@ -116,12 +117,12 @@ for (const [kind, makeCookie] of Object.entries(hostileCookies)) {
     t.not(issued, goodId);
     t.deepEqual(
       storedIds(app),
-      [goodId, issued!].sort(),
+      [storeKeyOf(app, goodId), storeKeyOf(app, issued!)].sort(),
       'the store holds the genuine session and the new one, nothing under an offered id',
     );
-    t.is(await app.store.get(goodId, TTL_MS), goodStored, 'the genuine session was not written to');
+    t.is(await app.store.get(storeKeyOf(app, goodId), TTL_MS), goodStored, 'the genuine session was not written to');
     t.deepEqual(
-      Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS))!)),
+      Object.keys(JSON.parse((await app.store.get(storeKeyOf(app, issued!), TTL_MS))!)),
       ['time', '_session'],
       'the new session holds what /set stored',
     );
@@ -177,14 +178,18 @@ test('a correctly signed cookie for an id the store does not know is not adopted
     t.truthy(issued, `${id}: /set issues a cookie for a new session`);
     t.not(issued, id, `${id} is not adopted`);
     newIds.push(issued!);
-    t.is(await app.store.get(id, TTL_MS), undefined, `${id}: nothing is stored under the forged id`);
+    t.is(await app.store.get(storeKeyOf(app, id), TTL_MS), undefined, `${id}: nothing is stored under the forged id`);
     t.deepEqual(
-      Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS)) ?? '{}')),
+      Object.keys(JSON.parse((await app.store.get(storeKeyOf(app, issued!), TTL_MS)) ?? '{}')),
       ['time', '_session'],
       `${id}: the new session is stored`,
     );
   }
-  t.deepEqual(storedIds(app), newIds.sort(), 'the store holds the new sessions and nothing else');
+  t.deepEqual(
+    storedIds(app),
+    newIds.map((id) => storeKeyOf(app, id)).sort(),
+    'the store holds the new sessions and nothing else',
+  );
 });
 
 test('key rotation: a cookie signed with an older key still works and is re-signed with the new key', async (t) => {

@@ -6,6 +6,7 @@
 import test from 'ava';
 import { appForTest } from './helpers/app.ts';
 import { Browser, cookieValue } from './helpers/browser.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const crossSite = (cookie: string) => ({
   headers: { cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' },
@@ -17,7 +18,7 @@ test('/set and /del from another site get 403 with a short JSON body, and touch 
   await browser.request('/set');
   const cookie = browser.cookieHeader!;
   const id = browser.cookies.get('sid')!.split('.')[0];
-  const stored = await app.store.get(id, 60_000);
+  const stored = await app.store.get(storeKeyOf(app, id), 60_000);
   const calls = { ...(app.store as unknown as { stats: Record<string, number> }).stats };
 
   for (const path of ['/set', '/del']) {
@@ -34,7 +35,7 @@ test('/set and /del from another site get 403 with a short JSON body, and touch 
     }
   }
   t.deepEqual((app.store as unknown as { stats: Record<string, number> }).stats, calls, 'the store was not even read');
-  t.is(await app.store.get(id, 60_000), stored, 'the stored session is unchanged');
+  t.is(await app.store.get(storeKeyOf(app, id), 60_000), stored, 'the stored session is unchanged');
   t.is((await browser.json('/get')).time, (JSON.parse(stored!) as { time: number }).time, 'and still open');
 });
 

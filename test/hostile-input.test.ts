@@ -17,6 +17,7 @@ import fc from 'fast-check';
 import type { MemoryStore } from '../app/stores/memory.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 0) || 300;
 const TTL_MS = 60_000;
@@ -87,6 +88,8 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
 
   /** Every id the server has handed out in a Set-Cookie. */
   const issued = new Set<string>();
+  /** Their store keys: what the store holds (helpers/store-key.ts). */
+  const issuedKeys = new Set<string>();
   // A few genuine sessions, each with data of its own (time 1 to 5, which no /set writes), so that an
   // answer shows whose data it is. Each cookie is verified once (/get) before anything hostile is sent.
   const genuine: string[] = [];
@@ -95,8 +98,9 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     const value = /^sid=([^;]+)/.exec(reply.setCookies[0])![1];
     const id = value.split('.')[0];
     issued.add(id);
+    issuedKeys.add(storeKeyOf(app, id));
     genuine.push(value);
-    t.true(await store.update(id, JSON.stringify({ time: i + 1, _session: true }), TTL_MS));
+    t.true(await store.update(storeKeyOf(app, id), JSON.stringify({ time: i + 1, _session: true }), TTL_MS));
     t.is((await send(agent, base, 'GET', '/get', `sid=${value}`)).body, JSON.stringify({ time: i + 1 }));
   }
   const genuineIds = new Set(genuine.map((value) => value.split('.')[0]));
@@ -105,7 +109,7 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
   async function expectedGet(cookie: string | undefined): Promise<string> {
     const value = sidTheServerReads(cookie);
     if (value === undefined || !genuine.includes(value)) return '{}';
-    const text = await store.get(value.split('.')[0], TTL_MS);
+    const text = await store.get(storeKeyOf(app, value.split('.')[0]), TTL_MS);
     if (text === undefined) return '{}';
     const { _session, ...data } = JSON.parse(text) as Record<string, unknown>;
     return JSON.stringify(data);
@@ -121,10 +125,11 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     for (const id of idsSetIn(reply.setCookies)) {
       t.false(offered.has(id) && !genuineIds.has(id), `${label}: adopted the offered id ${id}`);
       issued.add(id);
+      issuedKeys.add(storeKeyOf(app, id));
     }
     // Through the store: every stored id was handed out in a cookie; none a client made up.
     const { probation, protected: kept } = store.segments();
-    const unknown = [...probation, ...kept].filter((id) => !issued.has(id));
+    const unknown = [...probation, ...kept].filter((key) => !issuedKeys.has(key));
     t.deepEqual(unknown, [], `${label}: the store holds ids no cookie handed out`);
     if (verb !== 'HEAD' && reply.status === 200 && /^\/get(\?|$)/.test(target)) {
       t.is(reply.body, expected, `${label}: /get shows exactly the session its own genuine cookie names`);
@@ -137,7 +142,7 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
   // --- Certain every run: each genuine cookie with one character changed, anywhere in it. ---
   for (const value of genuine.slice(0, 2)) {
     const id = value.split('.')[0];
-    const storedBefore = await store.get(id, TTL_MS);
+    const storedBefore = await store.get(storeKeyOf(app, id), TTL_MS);
     for (let at = 0; at < value.length; at++) {
       // Another character of the cookie's own alphabet (a dot becomes a letter): still well-formed but for the change.
       const replacement =
@@ -151,9 +156,9 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
       const [newId] = idsSetIn(set.setCookies);
       t.truthy(newId, `one character changed at ${at}: /set starts a new session, with a cookie`);
       t.not(newId, id);
-      t.truthy(await store.get(newId, TTL_MS), 'the new session is in the store');
+      t.truthy(await store.get(storeKeyOf(app, newId), TTL_MS), 'the new session is in the store');
     }
-    t.is(await store.get(id, TTL_MS), storedBefore, "the genuine session's data was never touched");
+    t.is(await store.get(storeKeyOf(app, id), TTL_MS), storedBefore, "the genuine session's data was never touched");
     t.is(
       (await check('GET', '/get', `sid=${value}`)).body,
       JSON.stringify({ time: genuine.indexOf(value) + 1 }),
@@ -171,7 +176,7 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     t.is((await check('GET', '/get', `sid=${forged}`)).body, '{}', `${id}: no session`);
     const set = await check('GET', '/set', `sid=${forged}`);
     t.truthy(idsSetIn(set.setCookies)[0], `${id}: /set starts a new session, with a cookie`);
-    t.is(await store.get(id, TTL_MS), undefined, `${id}: nothing stored under the forged id`);
+    t.is(await store.get(storeKeyOf(app, id), TTL_MS), undefined, `${id}: nothing stored under the forged id`);
   }
 
   // --- Random hostile requests. ---

@@ -15,6 +15,7 @@ import { appForTest, type RunningApp, type StartOptions, startApp } from './help
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { GatedStore } from './helpers/gated-store.ts';
 import { deleteKeysWithPrefix, PATIENT_REDIS, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 import { untilConclusive } from './helpers/timing.ts';
 
 /** A fresh app for one attempt of a timed case, closed when the attempt ends. */
@@ -103,7 +104,7 @@ test('SESSION_MAX_LIFETIME: alive until shortly before it ends, refused after it
 
       await sleep(issuedAt + lifetimeMs + 300 - Date.now());
       tt.is(
-        await app.store.get(sessionIdOf(cookie)!, 60_000),
+        await app.store.get(storeKeyOf(app, sessionIdOf(cookie)!), 60_000),
         undefined,
         'the store entry ended with the lifetime (its TTL was capped to it)',
       );
@@ -209,7 +210,7 @@ for (const [name, storeTest, env] of [
               await browser.request('/login', { method: 'POST' });
               const id = sessionIdOf(browser.cookies.get('sid'))!;
               watch.start();
-              const stored = JSON.parse((await app.store.get(id, 2_000))!) as Record<string, unknown>;
+              const stored = JSON.parse((await app.store.get(storeKeyOf(app, id), 2_000))!) as Record<string, unknown>;
               tt.deepEqual(
                 stored,
                 { time: 42, _session: true },

@@ -23,6 +23,7 @@ import {
   redisTest,
   uniquePrefix,
 } from './helpers/redis.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const test = anyTest as TestFn;
 
@@ -126,7 +127,7 @@ scenario(
     t.is(setAnswer.status, 200);
     t.deepEqual(setAnswer.setCookies, [], 'the late write sends no cookie (neither the old id nor a clearing one)');
 
-    t.is(await app.store.get(id, 60_000), undefined, 'the store has no entry for the old id');
+    t.is(await app.store.get(storeKeyOf(app, id), 60_000), undefined, 'the store has no entry for the old id');
     t.is((await send('/get')).body, '{}', 'the old cookie opens nothing');
     t.is(await sessionCount(), 0, 'nothing was recreated');
   },
@@ -147,7 +148,7 @@ scenario(
     held.release();
     t.deepEqual((await set).setCookies, []);
 
-    t.is(await app.store.get(id, 60_000), undefined, 'the old id is not in the store');
+    t.is(await app.store.get(storeKeyOf(app, id), 60_000), undefined, 'the old id is not in the store');
     t.is((await send('/get')).body, '{}', 'the old cookie opens nothing');
     t.deepEqual(
       Object.keys(JSON.parse((await withCookie(app.url, newCookie)('/get')).body)),
@@ -184,7 +185,7 @@ scenario(
       [],
       'the second finds it gone: writes nothing, sends no cookie (not even a clearing one)',
     );
-    t.is(await app.store.get(id, 60_000), undefined);
+    t.is(await app.store.get(storeKeyOf(app, id), 60_000), undefined);
     t.is((await send('/get')).body, '{}');
     t.is(await sessionCount(), 1, 'one session, not two copies');
     t.deepEqual(Object.keys(JSON.parse((await withCookie(app.url, newCookieA!)('/get')).body)), ['time']);
@@ -202,7 +203,7 @@ scenario(
     t.is((await send('/del')).body, 'ok');
     held.release();
     t.deepEqual((await login).setCookies, [], 'no new cookie');
-    t.is(await app.store.get(id, 60_000), undefined);
+    t.is(await app.store.get(storeKeyOf(app, id), 60_000), undefined);
     t.is(await sessionCount(), 0, 'the logout is final');
   },
 );
@@ -222,7 +223,11 @@ scenario(
       socket.write(request('/del') + request('/set', true)); // one write: both requests on the wire at once
       await once(socket, 'close');
       t.is(answer.match(/HTTP\/1\.1 200 OK/g)?.length, 2, `both answered: ${answer}`);
-      t.is(await app.store.get(id, 60_000), undefined, `round ${round}: the old id is not in the store`);
+      t.is(
+        await app.store.get(storeKeyOf(app, id), 60_000),
+        undefined,
+        `round ${round}: the old id is not in the store`,
+      );
       t.is((await withCookie(app.url, cookie)('/get')).body, '{}', `round ${round}: the old cookie opens nothing`);
     }
     // Each /set after its /del made at most one fresh session of its own; none under an old id.
@@ -242,7 +247,7 @@ scenario(
       t.truthy(issued);
       t.not(issued, id);
     }
-    t.is(await app.store.get(id, 60_000), undefined);
+    t.is(await app.store.get(storeKeyOf(app, id), 60_000), undefined);
   },
 );
 
@@ -251,7 +256,8 @@ test('concurrent updates of one live session: the last write wins and the sessio
   const app = await appForTest(t, {}, { wrapStore: (inner) => (gate = new GatedStore(inner)) });
   const { cookie, id } = await establish(app.url);
   const send = withCookie(app.url, cookie);
-  const storedTime = async () => (JSON.parse((await app.store.get(id, 60_000))!) as { time: number }).time;
+  const storedTime = async () =>
+    (JSON.parse((await app.store.get(storeKeyOf(app, id), 60_000))!) as { time: number }).time;
   // /set stores the time in seconds: step into the next second so that each /set changes it.
   const nextSecond = () => sleep(1_050 - (Date.now() % 1_000));
   await nextSecond();

@@ -93,6 +93,7 @@ function failingStore(inner: SessionStore, failure: () => Error) {
     update: (id, text, ttlMs) => inner.update(id, text, ttlMs),
     destroy: (id) => inner.destroy(id),
     health: () => inner.health(),
+    users: inner.users,
     close: () => inner.close(),
   };
   return { state, store };

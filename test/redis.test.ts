@@ -26,6 +26,7 @@ import {
   type TestRedisStoreOptions,
   uniquePrefix,
 } from './helpers/redis.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const test = redisTest(anyTest as TestFn);
 
@@ -329,8 +330,8 @@ test('two server processes share sessions: made on one, read, changed and destro
   for (const [name, value] of onA.cookies) onB.cookies.set(name, value);
   const redis = await inspector();
   t.teardown(() => redis.close());
-  const key = `${prefix}${sessionIdOf(onA.cookies.get('sid'))}`;
-  t.deepEqual(await keysWithPrefix(redis, prefix), [key], "one session, in Redis, under the cookie's id");
+  const key = `${prefix}${storeKeyOf([TEST_KEY], sessionIdOf(onA.cookies.get('sid'))!)}`;
+  t.deepEqual(await keysWithPrefix(redis, prefix), [key], "one session, in Redis, under the cookie's id's store key");
 
   // A time no /set writes, put in Redis directly: each instance can only show it by reading Redis.
   await redis.set(key, JSON.stringify({ time: 1, _session: true }), { expiration: { type: 'PX', value: 60_000 } });
@@ -389,7 +390,7 @@ test('every key has a TTL in Redis, renewed on use, and Redis expires idle sessi
     t.true(ttl > 0 && ttl <= maxAgeMs, `${key} has TTL ${ttl}`);
   }
   await sleep(500); // long enough for the TTL to have dropped measurably; a stall meanwhile only drops it more
-  const key = `${prefix}${sessionIdOf(browsers[0].cookies.get('sid'))}`;
+  const key = `${prefix}${storeKeyOf(app, sessionIdOf(browsers[0].cookies.get('sid'))!)}`;
   const before = await redis.pTTL(key);
   await browsers[0].request('/get'); // renews one of them
   const renewed = await redis.pTTL(key);

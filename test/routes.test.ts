@@ -3,6 +3,7 @@ import test from 'ava';
 import type { MemoryStore } from '../app/stores/memory.ts';
 import { appForTest } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 // Every method fetch may send; TRACE, TRACK and CONNECT are refused by fetch itself.
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PURGE'] as const;
@@ -108,7 +109,11 @@ test('a second /set on the same session stores the new time and does not re-send
   t.deepEqual(again.setCookies, [], 'same id, same cookie: nothing to send');
   const second = (await browser.json('/get')).time as number;
   t.true(second > first, `the stored time changed: ${first} then ${second}`);
-  t.like(JSON.parse((await app.store.get(id, 60_000))!), { time: second }, 'in the store, under the same id');
+  t.like(
+    JSON.parse((await app.store.get(storeKeyOf(app, id), 60_000))!),
+    { time: second },
+    'in the store, under the same id',
+  );
   t.is((app.store as MemoryStore).size, 1, 'no second session');
 });
 

@@ -9,6 +9,7 @@ import { CookieSigner } from '../app/session/signed-cookie.ts';
 import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
 import { deleteKeysWithPrefix, inspector, PATIENT_REDIS, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const test = anyTest as TestFn;
 const signer = new CookieSigner('sid', [TEST_KEY]);
@@ -60,7 +61,7 @@ async function expectDiscarded(t: ExecutionContext, app: RunningApp, id: string)
   const get = await browser.request('/get', { headers: { cookie } });
   t.is(get.status, 200);
   t.is(get.body, '{}', 'reads as no session');
-  t.is(await app.store.get(id, 60_000), undefined, 'and is deleted from the store');
+  t.is(await app.store.get(storeKeyOf(app, id), 60_000), undefined, 'and is deleted from the store');
   const warnings = app.logs.filter((line) => line.level === 'warn');
   t.is(warnings.length, 1, 'logged once');
   t.regex(String(warnings[0].msg), /not valid session data/);
@@ -80,7 +81,7 @@ for (const store of STORES) {
       async (t) => {
         const app = await appFor(t, store.env());
         const id = nanoid();
-        t.true(await app.store.create(id, text, 60_000));
+        t.true(await app.store.create(storeKeyOf(app, id), text, 60_000));
         await expectDiscarded(t, app, id);
       },
     );
@@ -95,9 +96,9 @@ redisTest(test)(
     const id = nanoid();
     const client = await inspector();
     t.teardown(() => client.close());
-    await client.rPush(`${env.REDIS_KEY_PREFIX}${id}`, ['a', 'b']);
+    await client.rPush(`${env.REDIS_KEY_PREFIX}${storeKeyOf(app, id)}`, ['a', 'b']);
     await expectDiscarded(t, app, id);
-    t.is(await client.exists(`${env.REDIS_KEY_PREFIX}${id}`), 0, 'the list is gone');
+    t.is(await client.exists(`${env.REDIS_KEY_PREFIX}${storeKeyOf(app, id)}`), 0, 'the list is gone');
   },
 );
 

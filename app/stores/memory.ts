@@ -45,6 +45,7 @@
  * at a time and yields to the event loop between steps.
  */
 import { ownCopy } from '../strings.ts';
+import { MemoryUsers } from './memory-users.ts';
 import type { SessionStore, StoreHealth } from './store.ts';
 
 export interface MemoryStoreOptions {
@@ -161,6 +162,8 @@ function checkTtl(ttlMs: number): void {
 
 export class MemoryStore implements SessionStore {
   readonly kind = 'memory';
+  /** Users' signed-in sessions (memory-users.ts): told here when a session is expired or evicted. */
+  readonly users: MemoryUsers;
   readonly #entries = new Map<string, Entry>();
   readonly #probation = new Segment();
   readonly #protected = new Segment();
@@ -187,8 +190,12 @@ export class MemoryStore implements SessionStore {
     this.#maxProtected = Math.floor(maxEntries * protectedShare);
     this.#sweepBatchSize = Math.max(1, options.sweepBatchSize ?? 5_000);
     this.#now = options.now ?? Date.now;
+    this.users = new MemoryUsers({ now: this.#now, sweepBatchSize: options.sweepBatchSize });
     // unref: a pending sweep never keeps the process alive.
-    this.#sweepTimer = setInterval(() => void this.#startSweep(false), options.sweepIntervalMs ?? 5_000).unref();
+    this.#sweepTimer = setInterval(() => {
+      void this.#startSweep(false);
+      this.users.startSweep(); // the users' lists sweep on the same beat (memory-users.ts)
+    }, options.sweepIntervalMs ?? 5_000).unref();
   }
 
   get size(): number {
@@ -265,12 +272,14 @@ export class MemoryStore implements SessionStore {
   }
 
   clear(): void {
+    this.users.clear();
     this.#entries.clear();
     this.#probation.clear();
     this.#protected.clear();
   }
 
   async close(): Promise<void> {
+    this.users.close();
     clearInterval(this.#sweepTimer);
     this.#endSweep();
   }
@@ -300,6 +309,7 @@ export class MemoryStore implements SessionStore {
   #dropIfExpired(entry: Entry, now: number): boolean {
     if (entry.expiresAt > now) return false;
     this.#remove(entry);
+    this.users.forget(entry.key);
     this.#expired++;
     return true;
   }
@@ -318,6 +328,7 @@ export class MemoryStore implements SessionStore {
     const victim = (fromProbation ? this.#probation : this.#protected).leastRecent;
     if (victim === undefined || this.#dropIfExpired(victim, now)) return; // an expired one was dead already
     this.#remove(victim);
+    this.users.forget(victim.key);
     if (fromProbation) this.#evictedProbation++;
     else this.#evictedProtected++;
   }

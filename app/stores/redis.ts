@@ -20,6 +20,7 @@
 import { createClient } from 'redis';
 import { redactUrl, StartupError } from '../../config/index.ts';
 import type { Logger } from '../logger.ts';
+import { RedisUsers } from './redis-users.ts';
 import { type SessionStore, type StoreHealth, StoreUnavailableError } from './store.ts';
 
 export interface RedisStoreOptions {
@@ -108,6 +109,8 @@ async function openClient(
 
 export class RedisStore implements SessionStore {
   readonly kind = 'redis';
+  /** Users' signed-in sessions (redis-users.ts): one script per call, through #run like every call. */
+  readonly users: RedisUsers;
   readonly #options: RedisStoreOptions;
   readonly #prefix: string;
   readonly #timeoutMs: number;
@@ -130,6 +133,7 @@ export class RedisStore implements SessionStore {
     this.#maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     this.#logger = options.logger;
     this.#client = client;
+    this.users = new RedisUsers((command) => this.#run(command), options.keyPrefix);
   }
 
   /** Connects, or throws a StartupError naming REDIS_URL if Redis does not answer in time. */
