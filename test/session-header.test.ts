@@ -29,7 +29,12 @@ class ApiClient {
     });
     const header = response.headers.get(HEADER);
     if (header !== null) this.value = header;
-    return { status: response.status, header, body: await response.text(), setCookies: response.headers.getSetCookie() };
+    return {
+      status: response.status,
+      header,
+      body: await response.text(),
+      setCookies: response.headers.getSetCookie(),
+    };
   }
 
   async me(): Promise<{ user: string | null; note: string | null }> {
@@ -45,7 +50,11 @@ test('SESSION_HEADER is off by default and must be an HTTP header name HTTP and 
   t.is(loadConfig({}).session.header, '');
   t.is(loadConfig({ SESSION_HEADER: ' X-Session-Id ' }).session.header, 'X-Session-Id');
   for (const bad of ['X Session', 'X-Session:', 'Cookie', 'set-cookie', 'Authorization', 'Sec-Session', 'Host', 'é']) {
-    t.throws(() => loadConfig({ SESSION_HEADER: bad }), { message: /^SESSION_HEADER=.* is not allowed: empty \(off\) or an HTTP header name/ }, bad);
+    t.throws(
+      () => loadConfig({ SESSION_HEADER: bad }),
+      { message: /^SESSION_HEADER=.* is not allowed: empty \(off\) or an HTTP header name/ },
+      bad,
+    );
   }
 });
 
@@ -62,12 +71,16 @@ test('a client that sends the header gets its session in the header, is served b
   const client = new ApiClient(app.url);
   const first = await client.request('/note', { body: { note: 'kept' } });
   t.deepEqual(first.setCookies, [], 'no cookie');
-  t.regex(first.header ?? '', /^[A-Za-z0-9_-]{21}\.[0-9a-z]+\.[A-Za-z0-9_-]{43}$/, 'the signed id, as the cookie would hold it');
+  t.regex(
+    first.header ?? '',
+    /^[A-Za-z0-9_-]{21}\.[0-9a-z]+\.[A-Za-z0-9_-]{43}$/,
+    'the signed id, as the cookie would hold it',
+  );
   t.deepEqual(await client.me(), { user: null, note: 'kept' }, 'served by the header');
   const again = await client.request('/me');
   t.is(again.header, null, 'an id the client has is not sent again');
   t.is(
-    await app.store.get(storeKeyOf(app, sessionIdOf(client.value)!), 60_000) !== undefined,
+    (await app.store.get(storeKeyOf(app, sessionIdOf(client.value)!), 60_000)) !== undefined,
     true,
     'stored under the same store key as a cookie session',
   );
@@ -126,7 +139,11 @@ test('a request with both header and cookie is served by the header; the cookie 
   t.deepEqual(logout.setCookies, [], 'the cookie is not cleared by a header-borne logout');
   t.deepEqual(JSON.parse((await browser.request('/me')).body), { user: null, note: 'cookie session' });
   const blank = await client.request('/me', { headers: { cookie: browser.cookieHeader!, [HEADER]: '' } });
-  t.deepEqual(JSON.parse(blank.body), { user: null, note: null }, 'an empty header too: a fresh session, not the cookie');
+  t.deepEqual(
+    JSON.parse(blank.body),
+    { user: null, note: null },
+    'an empty header too: a fresh session, not the cookie',
+  );
 });
 
 test('a request without the header never gets it: a browser session id stays in its HttpOnly cookie', async (t) => {

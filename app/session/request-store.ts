@@ -262,9 +262,10 @@ export function createRequestStore({ store, storeKeys, logger, idleLifetimeMs, m
     if (cookie === undefined || cookie.keyIndex === 0 || state.ended || state.claimedId !== cookie.id) return;
     if (state.claimedKey !== cookie.storeKey) return; // found under the current key: nothing to move
     const current = storeKeys.of(cookie.id);
-    if (!(await store.create(current, state.claimedText, writeTtlMs(cookie.issuedAt, state.user)))) {
+    const ttl = writeTtlMs(cookie.issuedAt, state.user);
+    if (!(await store.create(current, state.claimedText, ttl))) {
       // Another request moved it first: its copy is the session now, and that request removes the old one.
-      state.claimedKey = current;
+      await confirmMoved(state, current, ttl);
       return;
     }
     if (state.user !== undefined) {
@@ -283,6 +284,15 @@ export function createRequestStore({ store, storeKeys, logger, idleLifetimeMs, m
       state.ended = true;
       return;
     }
-    state.claimedKey = current;
+    await confirmMoved(state, current, ttl);
+  }
+
+  /**
+   * The session is under the current key now, unless a logout with an already re-signed cookie (another
+   * request's move answered first) ended it meanwhile: the cookie is re-signed only for a session still there.
+   */
+  async function confirmMoved(state: RequestSession, current: string, ttl: number): Promise<void> {
+    if ((await store.get(current, ttl)) === undefined) state.ended = true;
+    else state.claimedKey = current;
   }
 }
