@@ -7,8 +7,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { MemoryStore } from '../app/stores/memory.ts';
-import type { SessionStore } from '../app/stores/store.ts';
-import { inspector, keysWithPrefix, openTestRedisStore, redisTest } from './helpers/redis.ts';
+import { type SessionStore, StoreUnavailableError } from '../app/stores/store.ts';
+import { inspector, keysWithPrefix, openTestRedisStore, ownRedisServer, redisTest } from './helpers/redis.ts';
 
 const test = anyTest as TestFn;
 const LONG = 60_000;
@@ -218,3 +218,44 @@ for (const { name, test: storeTest, open } of STORES) {
     );
   }
 }
+
+redisTest(test)(
+  'redis store: with Redis paused, every users call fails with StoreUnavailableError at its deadline',
+  async (t) => {
+    const server = await ownRedisServer(t);
+    const deadline = 500;
+    const calls: Array<[string, (store: SessionStore) => Promise<unknown>]> = [
+      ['add', (store) => store.users.add('u:alice', entry(H(9)), LONG, 10)],
+      ['touch', (store) => store.users.touch('u:alice', H(1), 0, LONG)],
+      ['list', (store) => store.users.list('u:alice')],
+      ['remove', (store) => store.users.remove('u:alice', H(1))],
+      ['endAll', (store) => store.users.endAll('u:alice', LONG)],
+    ];
+    for (const [name, call] of calls) {
+      // A fresh store each time, so that each call meets a stalled connection, not a recycled one.
+      const { store, close } = await openTestRedisStore({ url: server.url, commandTimeoutMs: deadline });
+      await store.users.add('u:alice', entry(H(1)), LONG, 10);
+      server.pause();
+      const started = performance.now();
+      await t.throwsAsync(call(store), { instanceOf: StoreUnavailableError }, name);
+      const elapsed = performance.now() - started;
+      t.true(elapsed >= deadline - 50, `${name} waited for its deadline (${Math.round(elapsed)} ms)`);
+      server.resume();
+      await close();
+    }
+  },
+);
+
+redisTest(test)(
+  'redis store: a Redis that lost its scripts (SCRIPT FLUSH, a restart) gets them again in the same call',
+  async (t) => {
+    const { store, close } = await openTestRedisStore();
+    t.teardown(close);
+    await store.users.add('u:alice', entry(H(1)), LONG, 10);
+    const client = await inspector();
+    t.teardown(() => client.close());
+    await client.scriptFlush();
+    t.true(await store.users.touch('u:alice', H(1), 0, LONG));
+    t.is((await store.users.list('u:alice')).length, 1);
+  },
+);

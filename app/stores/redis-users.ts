@@ -40,10 +40,12 @@ end
 local function pruneExpired(now)
   unlist(redis.call('ZRANGE', expiresKey, '-inf', now, 'BYSCORE'))
 end
+-- The list's keys always share a TTL (set together): one PTTL tells whether all need a longer one.
 local function keepFor(ttl)
-  for _, key in ipairs({ expiresKey, usedKey, sessionsKey, epochKey }) do
-    local left = redis.call('PTTL', key)
-    if left ~= -2 and left < ttl then redis.call('PEXPIRE', key, ttl) end
+  local left = redis.call('PTTL', expiresKey)
+  if left ~= -2 and left < ttl then
+    for _, key in ipairs({ expiresKey, usedKey, sessionsKey }) do redis.call('PEXPIRE', key, ttl) end
+    if redis.call('PTTL', epochKey) < ttl then redis.call('PEXPIRE', epochKey, ttl) end
   end
 end
 `;
