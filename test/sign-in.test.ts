@@ -341,3 +341,15 @@ test('a stored session whose _user is not what the app writes is discarded; a we
   t.deepEqual(await device.me(), { user: null, note: null });
   t.is(await app.store.get(key, 60_000), undefined, 'refused and destroyed');
 });
+
+test('SESSION_MAX_PER_USER: a whole number from 1 to 1000, 50 by default', async (t) => {
+  const { loadConfig } = await import('../config/index.ts');
+  t.is(loadConfig({}).session.maxPerUser, 50);
+  t.is(loadConfig({ SESSION_MAX_PER_USER: '1000' }).session.maxPerUser, 1_000);
+  for (const bad of ['0', '1001', '-1', 'many', '2.5'])
+    t.throws(
+      () => loadConfig({ SESSION_MAX_PER_USER: bad }),
+      { message: /^SESSION_MAX_PER_USER=.* is not allowed: a whole number from 1 to 1000$/ },
+      bad,
+    );
+});

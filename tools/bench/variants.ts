@@ -66,7 +66,7 @@ const withoutStoreKeyHash: Edit[] = [
   {
     file: 'app/session/store-keys.ts',
     find: "    return createHmac('sha256', this.#subkeys[keyIndex]).update(id).digest('base64url');",
-    replace: '    return keyIndex === 0 ? id : `${keyIndex}:${id}`;',
+    replace: "    return keyIndex === 0 ? id : String(keyIndex) + ':' + id;",
   },
   {
     file: 'app/session/signed-cookie.ts',
