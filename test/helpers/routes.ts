@@ -24,7 +24,7 @@ declare module '../../app/session/types.ts' {
 export const DEFAULT_VALUE = 'written';
 
 /** The request's `value` query parameter (the first, if repeated), or `fallback`. */
-function valueOf(ctx: Context, fallback: string): string {
+function queryValue(ctx: Context, fallback: string): string {
   const { value } = ctx.query;
   return (Array.isArray(value) ? value[0] : value) ?? fallback;
 }
@@ -32,7 +32,7 @@ function valueOf(ctx: Context, fallback: string): string {
 export function addTestRoutes(router: Router, session: SessionMiddleware): void {
   /** /write?value=x: stores x as the session's `value` (DEFAULT_VALUE without one); a new session if none. */
   router.all('/write', session.change, (ctx) => {
-    ctx.session.value = valueOf(ctx, DEFAULT_VALUE);
+    ctx.session.value = queryValue(ctx, DEFAULT_VALUE);
     ctx.body = 'ok';
   });
 
@@ -62,7 +62,7 @@ export function addTestRoutes(router: Router, session: SessionMiddleware): void 
   /** POST /login?value=x: the README's login, regenerate() then a change (the request saves twice). */
   router.post('/login', session.change, async (ctx) => {
     await ctx.session.regenerate();
-    ctx.session.value = valueOf(ctx, 'logged in');
+    ctx.session.value = queryValue(ctx, 'logged in');
     ctx.body = 'welcome';
   });
 }
