@@ -6,7 +6,7 @@
 import { request } from 'node:http';
 import test from 'ava';
 import type { MemoryStore } from '../app/stores/memory.ts';
-import { appForTest } from './helpers/app.ts';
+import { appForTest, startApp } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { addTestRoutes } from './helpers/routes.ts';
 
@@ -150,4 +150,20 @@ test('a second write on the same session stores the new value and does not re-se
     'in the store, under the same id',
   );
   t.is((app.store as MemoryStore).size, 1, 'no second session');
+});
+
+test('memory sessions do not survive a restart: same keys, same cookie, a new store, {}', async (t) => {
+  const first = await startApp();
+  const browser = new Browser(first.url);
+  await browser.request('/write?value=before the restart');
+  t.deepEqual(await browser.json('/read'), { value: 'before the restart' });
+
+  await first.close();
+  const second = await startApp(); // the same signing key (TEST_KEY): the cookie still verifies
+  t.teardown(() => second.close());
+  const restarted = new Browser(second.url);
+  for (const [name, value] of browser.cookies) restarted.cookies.set(name, value);
+  const read = await restarted.request('/read');
+  t.is(read.body, '{}', 'the session is gone with the old process');
+  t.deepEqual(read.setCookies, [], 'a read of a session that is gone sends no cookie');
 });
