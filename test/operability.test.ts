@@ -166,13 +166,11 @@ test('a store outage answers 503 with Retry-After, no cookie, not cacheable, log
       what,
     );
   }
-  const warnings = app.logs.filter((line) => line.msg === 'session store unavailable');
   t.deepEqual(
-    warnings.map((line) => line.requestId),
-    answers.map(([, answer]) => answer.headers.get('x-request-id')),
-    'one warning per refused request, with its request id',
+    app.logs.filter((line) => /session store unavailable/.test(String(line.msg))),
+    [],
+    'no line per refused request: the 503s are counted, one line per interval (test/outage-logs.test.ts)',
   );
-  for (const line of warnings) t.like(line, { level: 'warn', err: 'redis command failed: no answer within 500 ms' });
   t.deepEqual(
     app.logs.filter((line) => line.level === 'error'),
     [],
