@@ -6,32 +6,13 @@
  */
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
-import type { AddRoutes } from '../app/app.ts';
 import { SUMMARY_INTERVAL_MS, summarizedWarning } from '../app/log-summary.ts';
 import { createLogger } from '../app/logger.ts';
 import { startApp } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
 import { logLines, startServerProcess } from './helpers/process.ts';
 import { ownRedisServer, uniquePrefix } from './helpers/redis.ts';
-
-declare module '../app/session/types.ts' {
-  interface SessionData {
-    /** How many times /write ran in this session (the outage tests' own field). */
-    outageWrites?: number;
-  }
-}
-
-const routes: AddRoutes = (router, session) => {
-  router.get('/write', session.change, (ctx) => {
-    ctx.session.outageWrites = (ctx.session.outageWrites ?? 0) + 1;
-    ctx.body = String(ctx.session.outageWrites);
-  });
-  router.get('/read', session.read, (ctx) => {
-    ctx.body = String(ctx.session.outageWrites ?? 0);
-  });
-};
 
 const DOWN = 'redis unreachable; session requests answer 503 until it is back';
 const BACK = 'redis reachable again';
@@ -67,17 +48,14 @@ function checkOutageLines(t: ExecutionContext, lines: readonly LogLine[], maxSum
 
 test('a Redis outage under load at LOG_LEVEL=warn: one line down, one line back, the 503s as a count per interval', async (t) => {
   const redis = await ownRedisServer(t);
-  const app = await startApp(
-    {
-      SESSION_STORE: 'redis',
-      REDIS_URL: redis.url,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      REDIS_CONNECT_TIMEOUT: '1s',
-      REDIS_COMMAND_TIMEOUT: '2s',
-      LOG_LEVEL: 'warn',
-    },
-    { routes },
-  );
+  const app = await startApp({
+    SESSION_STORE: 'redis',
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: uniquePrefix(),
+    REDIS_CONNECT_TIMEOUT: '1s',
+    REDIS_COMMAND_TIMEOUT: '2s',
+    LOG_LEVEL: 'warn',
+  });
   let closed = false;
   t.teardown(async () => {
     if (!closed) await app.close();
@@ -135,18 +113,15 @@ test('a Redis outage under load at LOG_LEVEL=warn: one line down, one line back,
 
 test('the 503s counted when the server shuts down are written before it exits', async (t) => {
   const redis = await ownRedisServer(t);
-  const server = await startServerProcess(
-    {
-      SESSION_KEYS: 'outage-logs-test-key-0123456789abcdefghijkl',
-      SESSION_STORE: 'redis',
-      REDIS_URL: redis.url,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      REDIS_CONNECT_TIMEOUT: '1s',
-      REDIS_COMMAND_TIMEOUT: '2s',
-      LOG_LEVEL: 'warn',
-    },
-    { script: fileURLToPath(new URL('./helpers/outage-server.ts', import.meta.url)) },
-  );
+  const server = await startServerProcess({
+    SESSION_KEYS: 'outage-logs-test-key-0123456789abcdefghijkl',
+    SESSION_STORE: 'redis',
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: uniquePrefix(),
+    REDIS_CONNECT_TIMEOUT: '1s',
+    REDIS_COMMAND_TIMEOUT: '2s',
+    LOG_LEVEL: 'warn',
+  });
   t.teardown(() => {
     if (server.child.exitCode === null) server.child.kill('SIGKILL');
   });
