@@ -326,7 +326,7 @@ test('scan resistance: returning users all survive the flood, those waiting for 
 });
 
 /**
- * The attacks of docs/memory-store-eviction.md, at 1,000 places (test/eviction-cost.ts measures them
+ * The attacks of docs/memory-store-eviction.md, at 1,000 places (tools/bench/eviction-cost.ts measures them
  * at 1,000 to 100,000, and against the policy before). An established user is created, then read 5
  * times; then an attacker sends its requests, each a create or a read of one of its own sessions, and
  * the user never comes back.
