@@ -11,6 +11,7 @@
 import { createRequire } from 'node:module';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { type LogFormat, type LogLevel, StartupError } from '../config/index.ts';
+import { flushLogSummaries } from './log-summary.ts';
 
 export type { Logger };
 
@@ -87,11 +88,13 @@ export function silentLogger(): Logger {
 }
 
 /**
- * Exits once every log line is written, in order. The destination writes asynchronously, and on
- * process.exit its last synchronous flush could overtake a write still under way (the lines came out
- * swapped); pino's flush callback waits for both, and a stuck stdout for at most a second.
+ * Exits once every log line is written, in order (the summaries still counting are written first:
+ * app/log-summary.ts). The destination writes asynchronously, and on process.exit its last synchronous
+ * flush could overtake a write still under way (the lines came out swapped); pino's flush callback
+ * waits for both, and a stuck stdout for at most a second.
  */
 export function exitAfterLogs(logger: Logger, code: number): void {
+  flushLogSummaries(logger);
   setTimeout(() => process.exit(code), 1_000).unref();
   logger.flush(() => process.exit(code));
 }

@@ -90,7 +90,7 @@ export interface SessionConfig {
   readonly maxAgeMs: number;
   /** Absolute lifetime from creation, or null for none. */
   readonly maxLifetimeMs: number | null;
-  /** Memory store only: the most sessions held; past it one is evicted (segmented LRU, see app/stores/memory.ts). */
+  /** Memory store only: the most sessions held; past it one is evicted (see app/stores/memory.ts). */
   readonly maxEntries: number;
   /** Cookie-signing keys: the first signs, every one verifies. */
   readonly keys: readonly string[];

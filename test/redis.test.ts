@@ -325,7 +325,7 @@ test('two server processes share sessions: made on one, read, changed and destro
   t.teardown(() => deleteKeysWithPrefix(prefix));
   const [a, b] = await serverPair(t, redisEnv(prefix));
   const onA = new Browser(a.url);
-  await onA.request('/set');
+  await onA.request('/write?value=made on A');
   const onB = new Browser(b.url);
   for (const [name, value] of onA.cookies) onB.cookies.set(name, value);
   const redis = await inspector();
@@ -333,22 +333,24 @@ test('two server processes share sessions: made on one, read, changed and destro
   const key = `${prefix}${storeKeyOf([TEST_KEY], sessionIdOf(onA.cookies.get('sid'))!)}`;
   t.deepEqual(await keysWithPrefix(redis, prefix), [key], "one session, in Redis, under the cookie's id's store key");
 
-  // A time no /set writes, put in Redis directly: each instance can only show it by reading Redis.
-  await redis.set(key, JSON.stringify({ time: 1, _session: true }), { expiration: { type: 'PX', value: 60_000 } });
-  t.deepEqual(await onB.json('/get'), { time: 1 }, 'B reads what is stored');
-  t.deepEqual(await onA.json('/get'), { time: 1 }, 'and so does A');
+  t.deepEqual(JSON.parse((await redis.get(key))!), { value: 'made on A', _session: true }, 'what A wrote');
+  // A value no request writes, put in Redis directly: each instance can only show it by reading Redis.
+  await redis.set(key, JSON.stringify({ value: 'put in Redis', _session: true }), {
+    expiration: { type: 'PX', value: 60_000 },
+  });
+  t.deepEqual(await onB.json('/read'), { value: 'put in Redis' }, 'B reads what is stored');
+  t.deepEqual(await onA.json('/read'), { value: 'put in Redis' }, 'and so does A');
 
-  const set = await onB.request('/set');
-  t.is(set.body, 'ok');
-  t.deepEqual(set.setCookies, [], 'B wrote into the same session: no new cookie');
-  const changed = (JSON.parse((await redis.get(key))!) as { time: number }).time;
-  t.true(changed > 1, `B stored a new time (${changed})`);
-  t.deepEqual(await onA.json('/get'), { time: changed }, 'A sees the change B made');
+  const write = await onB.request('/write?value=changed on B');
+  t.is(write.body, 'ok');
+  t.deepEqual(write.setCookies, [], 'B wrote into the same session: no new cookie');
+  t.deepEqual(JSON.parse((await redis.get(key))!), { value: 'changed on B', _session: true }, 'B stored its value');
+  t.deepEqual(await onA.json('/read'), { value: 'changed on B' }, 'A sees the change B made');
 
-  t.is((await onB.request('/del')).body, 'ok');
+  t.is((await onB.request('/end')).body, 'ok');
   t.deepEqual(await keysWithPrefix(redis, prefix), [], 'B destroyed it in Redis');
   t.deepEqual(
-    await new Browser(a.url).json('/get', { headers: { cookie: onA.cookieHeader! } }),
+    await new Browser(a.url).json('/read', { headers: { cookie: onA.cookieHeader! } }),
     {},
     'A sees it destroyed',
   );
@@ -360,8 +362,9 @@ test('sessions survive a restart of every instance', async (t) => {
   const env = redisEnv(prefix);
   const [a, b] = await serverPair(t, env);
   const browser = new Browser(a.url);
-  await browser.request('/set');
-  const before = await browser.json('/get');
+  await browser.request('/write?value=kept');
+  const before = await browser.json('/read');
+  t.deepEqual(before, { value: 'kept' });
   a.child.kill('SIGTERM');
   b.child.kill('SIGTERM');
   t.deepEqual(await Promise.all([a.exited, b.exited]), [0, 0], 'both stop cleanly, closing their Redis connections');
@@ -369,18 +372,18 @@ test('sessions survive a restart of every instance', async (t) => {
   const [c] = await serverPair(t, env);
   const after = new Browser(c.url);
   for (const [name, value] of browser.cookies) after.cookies.set(name, value);
-  t.deepEqual(await after.json('/get'), before);
+  t.deepEqual(await after.json('/read'), before);
 });
 
 test('every key has a TTL in Redis, renewed on use, and Redis expires idle sessions by itself', async (t) => {
   // Wide margins: this runs beside other tests on a small machine, where a request can take a second
-  // (with 3 s, the first key had expired before the third /set was answered, beside a second npm test).
+  // (with 3 s, the first key had expired before the third write was answered, beside a second npm test).
   const maxAgeMs = 6_000;
   const prefix = uniquePrefix();
   t.teardown(() => deleteKeysWithPrefix(prefix));
   const app = await appForTest(t, redisEnv(prefix, { SESSION_MAX_AGE: `${maxAgeMs}ms` }));
   const browsers = [0, 1, 2].map(() => new Browser(app.url));
-  for (const browser of browsers) t.is((await browser.request('/set')).status, 200);
+  for (const browser of browsers) t.is((await browser.request('/write')).status, 200);
   const redis = await inspector();
   t.teardown(() => redis.close());
   const keys = await keysWithPrefix(redis, prefix);
@@ -392,7 +395,7 @@ test('every key has a TTL in Redis, renewed on use, and Redis expires idle sessi
   await sleep(500); // long enough for the TTL to have dropped measurably; a stall meanwhile only drops it more
   const key = `${prefix}${storeKeyOf(app, sessionIdOf(browsers[0].cookies.get('sid'))!)}`;
   const before = await redis.pTTL(key);
-  await browsers[0].request('/get'); // renews one of them
+  await browsers[0].request('/read'); // renews one of them
   const renewed = await redis.pTTL(key);
   t.true(before > 0 && renewed > before, `a read renewed the TTL (from ${before} to ${renewed} ms)`);
   await sleep(maxAgeMs + 500); // no request at all meanwhile
@@ -561,10 +564,10 @@ test('a Redis outage gives fast 503s, other routes keep working, and service rec
   });
   t.teardown(() => server.child.kill('SIGKILL'));
   const browser = new Browser(server.url);
-  t.is((await browser.request('/set')).status, 200);
+  t.is((await browser.request('/write')).status, 200);
 
   await redis.stop();
-  for (const path of ['/get', '/set', '/del']) {
+  for (const path of ['/read', '/write', '/end']) {
     const started = Date.now();
     const answer = await browser.request(path);
     t.is(answer.status, 503, path);
@@ -574,7 +577,7 @@ test('a Redis outage gives fast 503s, other routes keep working, and service rec
   }
   const cookie = browser.cookieHeader!;
   const burst = await Promise.all(
-    Array.from({ length: 50 }, () => new Browser(server.url).request('/get', { headers: { cookie } })),
+    Array.from({ length: 50 }, () => new Browser(server.url).request('/read', { headers: { cookie } })),
   );
   t.deepEqual(
     new Set(burst.map((answer) => answer.status)),
@@ -582,7 +585,7 @@ test('a Redis outage gives fast 503s, other routes keep working, and service rec
     'a burst during the outage is refused, not queued',
   );
   t.is(
-    (await new Browser(server.url).request('/get')).body,
+    (await new Browser(server.url).request('/read')).body,
     '{}',
     'a request without a session cookie never needs the store',
   );
@@ -596,8 +599,8 @@ test('a Redis outage gives fast 503s, other routes keep working, and service rec
     if (!healthy) await sleep(100);
   }
   t.true(healthy, 'the app reconnected by itself');
-  t.is((await browser.request('/set')).status, 200);
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+  t.is((await browser.request('/write?value=after the outage')).status, 200);
+  t.deepEqual(await browser.json('/read'), { value: 'after the outage' });
   t.is(server.child.exitCode, null, 'the process stayed up');
   t.regex(server.stdout(), /redis unreachable/);
 });
@@ -612,17 +615,17 @@ test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every se
   });
   t.teardown(() => server.child.kill('SIGKILL'));
   const browser = new Browser(server.url);
-  t.is((await browser.request('/set')).status, 200);
+  t.is((await browser.request('/write')).status, 200);
   const cookie = browser.cookieHeader!;
   const sessionId = sessionIdOf([...browser.cookies.values()][0])!;
 
   redis.pause();
   const timings: string[] = [];
   const requests: Array<[string, () => Promise<{ status: number; body: string }>]> = [
-    ['/get', () => new Browser(server.url).request('/get', { headers: { cookie } })],
-    ['/set', () => new Browser(server.url).request('/set', { headers: { cookie } })],
-    ['/set (new session)', () => new Browser(server.url).request('/set')],
-    ['/del', () => new Browser(server.url).request('/del', { headers: { cookie } })],
+    ['/read', () => new Browser(server.url).request('/read', { headers: { cookie } })],
+    ['/write', () => new Browser(server.url).request('/write?value=paused', { headers: { cookie } })],
+    ['/write (new session)', () => new Browser(server.url).request('/write')],
+    ['/end', () => new Browser(server.url).request('/end', { headers: { cookie } })],
     ['/healthz', () => new Browser(server.url).request('/healthz')],
   ];
   for (const [name, request] of requests) {
@@ -638,7 +641,7 @@ test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every se
   const started = performance.now();
   const burst = await Promise.all(
     Array.from({ length: 50 }, (_, i) =>
-      new Browser(server.url).request(i % 2 ? '/get' : '/set', { headers: { cookie } }),
+      new Browser(server.url).request(i % 2 ? '/read' : `/write?value=${i}`, { headers: { cookie } }),
     ),
   );
   const burstMs = performance.now() - started;
@@ -650,7 +653,7 @@ test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every se
   t.true(burstMs < BOUND_MS, `a burst of 50 answered within ${Math.round(burstMs)} ms`);
   t.log(`burst of 50 requests while paused: all 503 after ${Math.round(burstMs)} ms`);
   t.is(
-    (await new Browser(server.url).request('/get')).body,
+    (await new Browser(server.url).request('/read')).body,
     '{}',
     'a request without a session cookie never needs the store',
   );
@@ -666,8 +669,8 @@ test('a paused Redis (SIGSTOP) gives 503s within the command timeout on every se
   const recoveryMs = performance.now() - resumed;
   t.true(healthy, 'the app recovered by itself, with no restart');
   t.log(`/healthz 200 again ${Math.round(recoveryMs)} ms after SIGCONT`);
-  t.is((await browser.request('/set')).status, 200);
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+  t.is((await browser.request('/write?value=after SIGCONT')).status, 200);
+  t.deepEqual(await browser.json('/read'), { value: 'after SIGCONT' });
   t.is(server.child.exitCode, null, 'the process stayed up');
 
   await waitForOutput(server, /"msg":"redis reachable again"/); // log lines go out in batches, every 100 ms at least

@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
+import { addRoutes } from '../app/routes.ts';
 import { MemoryStore } from '../app/stores/memory.ts';
 import { appForTest } from './helpers/app.ts';
 import { cookieValue, sessionIdOf } from './helpers/browser.ts';
@@ -296,7 +297,8 @@ test('memory store: an evicted session leaves its user list at once', async (t) 
 });
 
 test('nothing the template mounts signs anyone in: no login route by default', async (t) => {
-  const app = await appForTest(t);
+  // app/routes.ts's routes, as `npm start` serves them (the tests' default routes have a /login of their own).
+  const app = await appForTest(t, {}, { routes: addRoutes });
   for (const path of ['/login', '/signin', '/sign-in', '/sessions', '/logout'])
     t.is((await new Device(app.url).post(path, { user: 'alice' })).status, 404, path);
 });

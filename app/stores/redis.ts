@@ -15,10 +15,16 @@
  * is opened in the background, with its own deadline and a backoff between attempts (node-redis's
  * own reconnection is turned off: a fresh client per connection is the one clean way it offers to
  * drop a socket). While there is no ready connection calls fail at once, never queue, and a counter
- * bounds the calls in flight. Outage and recovery are logged once each.
+ * bounds the calls in flight. Outage and recovery are logged once each, both at warn (the requests
+ * answered 503 meanwhile are counted, not logged one by one: app/log-summary.ts).
+ *
+ * health() is not held to that bound: /healthz must report whether Redis answers, not how busy the
+ * app is (a load balancer would take a busy but healthy instance out). It sends one PING at a time,
+ * past the bound, and health checks that come while it is under way share its answer.
  */
 import { createClient } from 'redis';
 import { redactUrl, StartupError } from '../../config/index.ts';
+import { flushLogSummaries } from '../log-summary.ts';
 import type { Logger } from '../logger.ts';
 import { RedisUsers } from './redis-users.ts';
 import { type SessionStore, type StoreHealth, StoreUnavailableError } from './store.ts';
@@ -123,6 +129,8 @@ export class RedisStore implements SessionStore {
   #reconnecting = false;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #inFlight = 0;
+  /** The health check's PING under way, if any: the checks that come meanwhile share it. */
+  #healthCheck: Promise<StoreHealth> | undefined;
   #down = false;
   #closed = false;
 
@@ -160,7 +168,7 @@ export class RedisStore implements SessionStore {
     return store;
   }
 
-  /** The number of calls waiting for Redis now (for tests and diagnostics). */
+  /** The number of calls waiting for Redis now, the health check's PING aside (for tests and diagnostics). */
   get inFlight(): number {
     return this.#inFlight;
   }
@@ -199,12 +207,18 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * A PING under the same deadline as every call. Answers { ok: false } rather than throwing, so that
+   * A PING under the same deadline as every call, but not refused by the bound on calls in flight (one
+   * at a time, shared by concurrent checks). Answers { ok: false } rather than throwing, so that
    * /healthz can still say what is wrong; the reason is in the log (this object is public).
    */
-  async health(): Promise<StoreHealth> {
+  health(): Promise<StoreHealth> {
+    this.#healthCheck ??= this.#ping().finally(() => (this.#healthCheck = undefined));
+    return this.#healthCheck;
+  }
+
+  async #ping(): Promise<StoreHealth> {
     try {
-      await this.#run((client) => client.ping());
+      await this.#run((client) => client.ping(), { bounded: false });
       return { ok: true, reachable: true };
     } catch {
       return { ok: false, reachable: false };
@@ -212,6 +226,8 @@ export class RedisStore implements SessionStore {
   }
 
   async close(): Promise<void> {
+    // The 503s counted since the last summary line: the shutdown's next step is the exit.
+    flushLogSummaries(this.#logger);
     this.#closed = true;
     clearTimeout(this.#reconnectTimer);
     this.#opening?.destroy();
@@ -234,8 +250,10 @@ export class RedisStore implements SessionStore {
   /**
    * Runs one command on the current connection, within the deadline. Every failure (no connection,
    * too many calls in flight, deadline, lost connection, error reply) is a StoreUnavailableError.
+   * Unless `bounded` is false (the health check's one PING), the call counts against the bound on
+   * calls in flight.
    */
-  async #run<T>(command: (client: Client) => Promise<T>): Promise<T> {
+  async #run<T>(command: (client: Client) => Promise<T>, { bounded = true } = {}): Promise<T> {
     const client = this.#client;
     if (this.#closed) throw new StoreUnavailableError('redis store is closed');
     if (!client?.isReady) {
@@ -243,10 +261,12 @@ export class RedisStore implements SessionStore {
       else this.#reconnect();
       throw new StoreUnavailableError('redis is not connected');
     }
-    if (this.#inFlight >= this.#maxInFlight) {
-      throw new StoreUnavailableError(`redis has ${this.#inFlight} calls in flight already`);
+    if (bounded) {
+      if (this.#inFlight >= this.#maxInFlight) {
+        throw new StoreUnavailableError(`redis has ${this.#inFlight} calls in flight already`);
+      }
+      this.#inFlight++;
     }
-    this.#inFlight++;
     try {
       return await withDeadline(
         command(client),
@@ -258,7 +278,7 @@ export class RedisStore implements SessionStore {
       if (error instanceof StoreUnavailableError) throw error;
       throw new StoreUnavailableError(`redis command failed: ${messageOf(error)}`, { cause: error });
     } finally {
-      this.#inFlight--;
+      if (bounded) this.#inFlight--;
     }
   }
 
@@ -313,9 +333,11 @@ export class RedisStore implements SessionStore {
     );
   }
 
+  /** At the outage's level (warn), so that a log kept at warn shows its end too. */
   #markUp(): void {
     if (!this.#down) return;
     this.#down = false;
-    this.#logger.info({ url: redactUrl(this.#options.url) }, 'redis reachable again');
+    flushLogSummaries(this.#logger); // the outage's 503s, before the line that ends it
+    this.#logger.warn({ url: redactUrl(this.#options.url) }, 'redis reachable again');
   }
 }
