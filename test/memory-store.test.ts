@@ -472,6 +472,74 @@ test('aging lets an attack through: after two half-lives for 6 uses, after one f
   t.false(once.stored(), 'gone after 11,000');
 });
 
+/** Lists each id as a signed-in session of user u, for much longer than any session here lives. */
+async function listAll(store: MemoryStore, ids: string[]): Promise<void> {
+  for (const id of ids) await store.users.add('u', { handle: `handle-${id}`, storeKey: id, label: id }, LONG, 100);
+}
+
+/** The store keys user u's list holds. */
+async function listed(store: MemoryStore): Promise<string[]> {
+  return (await store.users.list('u')).map((entry) => entry.storeKey).sort();
+}
+
+test('a session that expires leaves its user list wherever the store meets it: read, create, update, destroy, sweep', async (t) => {
+  const { store, clock } = storeWithClock();
+  await createAll(store, ['read', 'create', 'update', 'destroy', 'swept'], TTL);
+  await createAll(store, ['live']);
+  await listAll(store, ['read', 'create', 'update', 'destroy', 'swept', 'live']);
+  clock.now += TTL;
+  t.is(await store.get('read', TTL), undefined);
+  t.true(await store.create('create', 'new', TTL), 'expired: the id is unused');
+  t.false(await store.update('update', 'v', TTL));
+  t.false(await store.destroy('destroy'));
+  t.deepEqual(await listed(store), ['live', 'swept'], 'each one met gone from the list');
+  await store.sweep();
+  t.deepEqual(await listed(store), ['live'], 'and the one the sweep reclaimed');
+  t.like(store.stats, { expired: 5 });
+});
+
+test('a session expired in protected, dropped to make room there, leaves its user list', async (t) => {
+  const { store, clock } = storeWithClock({ maxEntries: 5, protectedShare: 0.4 }); // protected holds 2
+  await createAll(store, ['short'], TTL);
+  await createAll(store, ['a', 'b']);
+  await store.get('short', TTL);
+  await store.get('a', LONG);
+  await listAll(store, ['short', 'a', 'b']);
+  clock.now += TTL;
+  await store.get('b', LONG); // promoted in place of the expired one
+  t.deepEqual(store.segments(), { probation: [], protected: ['a', 'b'] });
+  t.deepEqual(await listed(store), ['a', 'b']);
+});
+
+test('an evicted session leaves its user list, from probation, from protected, or met expired by eviction', async (t) => {
+  const { store, clock } = storeWithClock({ maxEntries: 3, protectedShare: 1 });
+  await createAll(store, ['dead'], TTL);
+  await createAll(store, ['a', 'b']);
+  for (const id of ['a', 'b']) await store.get(id, LONG);
+  await listAll(store, ['dead', 'a', 'b']);
+  clock.now += TTL;
+  await createAll(store, ['c']); // the store is full: the expired one goes
+  await listAll(store, ['c']);
+  t.deepEqual(await listed(store), ['a', 'b', 'c']);
+  await createAll(store, ['d']); // c goes, the first of probation
+  t.deepEqual(await listed(store), ['a', 'b']);
+  await store.get('d', LONG); // protected takes d (protectedShare 1): probation is empty
+  await listAll(store, ['d']);
+  await createAll(store, ['e']); // protected gives up its first
+  t.deepEqual(await listed(store), ['b', 'd']);
+  t.like(store.stats, { expired: 1, evictedProbation: 1, evictedProtected: 1 });
+});
+
+test('clear empties the users too; a destroy asked for by the session layer leaves the list to it', async (t) => {
+  const { store } = storeWithClock();
+  await createAll(store, ['a', 'b']);
+  await listAll(store, ['a', 'b']);
+  t.true(await store.destroy('a'));
+  t.deepEqual(await listed(store), ['a', 'b'], 'the session layer unlists (or moves) what it destroys');
+  store.clear();
+  t.deepEqual(store.users.counts, { users: 0, entries: 0 });
+});
+
 test('clear empties both segments', async (t) => {
   const { store } = storeWithClock();
   await createAll(store, ['a', 'b']);
