@@ -4,7 +4,9 @@
  * store key cannot be turned back into one (nor a cookie made from it without the signing key), as Rack
  * does since CVE-2019-16782.
  *
- * The store key is HMAC-SHA256 (base64url) of the id, with a subkey derived by HKDF from the signing key
+ * The store key is HMAC-SHA256 of the id, cut to its first 128 bits (as many as the id has random bits, so
+ * nothing is lost in uniqueness, and each stored session keeps a 22-character key rather than a 43-character
+ * one) in base64url, with a subkey derived by HKDF from the signing key
  * that signs the session's cookie, so the cookie's MAC and the store key never share a key. One subkey per
  * SESSION_KEYS entry: a cookie verified by key i names a session stored under key i's hash. When such a
  * cookie is re-signed with the current key, its session moves to the current key's hash (request-store.ts),
@@ -14,6 +16,8 @@ import { createHmac, createSecretKey, hkdfSync, type KeyObject } from 'node:cryp
 
 /** HKDF's "info": what the derived key is for (a different purpose would use a different text). */
 const PURPOSE = 'session store key';
+/** The HMAC's first 16 bytes: 128 bits. */
+const STORE_KEY_BYTES = 16;
 
 export class StoreKeys {
   /** KeyObjects, made once (see signed-cookie.ts). */
@@ -28,6 +32,6 @@ export class StoreKeys {
 
   /** The store key of a session id under signing key `keyIndex` (0, the current key, by default). */
   of(id: string, keyIndex = 0): string {
-    return createHmac('sha256', this.#subkeys[keyIndex]).update(id).digest('base64url');
+    return createHmac('sha256', this.#subkeys[keyIndex]).update(id).digest().toString('base64url', 0, STORE_KEY_BYTES);
   }
 }

@@ -1,10 +1,9 @@
 /**
  * Heap bytes per stored session: fills a MemoryStore with 100k sessions shaped as koa-session stores
- * this app's (`{time, _session}` under a store key: the 43-character HMAC of a session id, see
- * app/session/store-keys.ts) and compares heapUsed after full collections. Run with --expose-gc (run.ts does).
+ * this app's (`{time, _session}` under a store key made by app/session/store-keys.ts from a session id) and compares heapUsed after full collections. Run with --expose-gc (run.ts does).
  */
-import { createHmac } from 'node:crypto';
 import { nanoid } from 'nanoid';
+import { StoreKeys } from '../../app/session/store-keys.ts';
 import { MemoryStore } from '../../app/stores/memory.ts';
 
 const COUNT = Number(process.argv[2] ?? 100_000);
@@ -17,13 +16,14 @@ function settledHeap(): number {
 }
 
 const TTL_MS = 3_600_000;
+const storeKeys = new StoreKeys(['bench-heap-key']);
 const store = new MemoryStore({ maxEntries: COUNT });
 const before = settledHeap();
 const time = Math.floor(Date.now() / 1000);
 // Everything the store holds counts: the store key (the Map key), the entry, the stored text. Key and
 // text are made as the session layer makes them (a digest, JSON.stringify), so the store's own copies count.
 for (let i = 0; i < COUNT; i++) {
-  const storeKey = createHmac('sha256', 'bench-heap-key').update(nanoid()).digest('base64url');
+  const storeKey = storeKeys.of(nanoid());
   await store.create(storeKey, JSON.stringify({ time: time + (i % 1000), _session: true }), TTL_MS);
 }
 const after = settledHeap();
