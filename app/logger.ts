@@ -38,9 +38,20 @@ const BUFFER_BYTES = 4_096;
 /** ...or at least this often, so a quiet server's lines still show up at once to a person watching. */
 const FLUSH_INTERVAL_MS = 100;
 
+/**
+ * Errors as pino shows them, less what a request put in them: Node's HTTP parse errors carry the raw
+ * bytes received (`rawPacket`), session cookies and Authorization headers included.
+ */
+function serializeError(error: unknown): unknown {
+  const shown = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown>;
+  if (shown !== null && typeof shown === 'object' && 'rawPacket' in shown) delete shown.rawPacket;
+  return shown;
+}
+
 const OPTIONS: pino.LoggerOptions = {
   // Only what each line says: no pid or hostname (the platform adds its own).
   base: undefined,
+  serializers: { err: serializeError },
   timestamp: pino.stdTimeFunctions.isoTime,
   formatters: { level: (label) => ({ level: label }) },
 };

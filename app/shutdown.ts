@@ -162,8 +162,9 @@ export function closeConnectionsOnShutdown(lifecycle: Lifecycle): Middleware {
   }
   // Not an async function: in normal running it adds nothing to a request, not even a promise.
   return function closeOnShutdown(ctx, next) {
-    if (!(lifecycle.closeConnections ?? lifecycle.shuttingDown)) return next();
+    if (!lifecycle.shuttingDown) return next();
     const { socket } = ctx.req;
+    // Checked in every step of the shutdown, the settle step too: a connection told to close stays told.
     if (closing.has(socket)) {
       // RFC 9112 §9.6: after sending `close`, a server must not process further requests on that
       // connection. Node would run this one and then drop its answer with the socket; refuse it
@@ -176,6 +177,7 @@ export function closeConnectionsOnShutdown(lifecycle: Lifecycle): Middleware {
       };
       return;
     }
+    if (lifecycle.closeConnections === false) return next(); // the settle step: answers keep their connection
     // Marked before the route runs: Node parses a pipelined request, and runs the app on it, while
     // this one is still being answered.
     closing.add(socket);
