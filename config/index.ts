@@ -241,30 +241,40 @@ function readCookie(env: Environment): CookieConfig {
   return { name, secure, sameSite };
 }
 
-/** A URL scheme and its `//`: what redactUrl keeps in front of the hidden part. */
+/** A URL scheme and its `//`: all that redactUrl shows of text that is not a URL with a host. */
 const SCHEME_AND_SLASHES = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+/** A database number, the one path a Redis URL has. */
+const DATABASE_PATH = /^(\/\d*)?$/;
 
 /**
- * The URL with its password hidden, for messages and logs, whatever the password holds. A password
- * may hold `:`, `@`, `/`, `#` or `?` unescaped (people paste them so), so no pattern can find where it
- * ends; the WHATWG URL parser (as node-redis reads the URL) decides where it can: the userinfo ends at
- * the last `@` of the authority, the user at its first `:`. That reading is used only when the last `@`
- * of the whole text is the end of the userinfo, i.e. when no `/`, `?`, `#` or `\` comes before it (one
- * does in `redis://u:12/x@host`: the parser sees host u, port 12 and a path, while the operator meant
- * the password `12/x`). Anything else, and text that does not parse, loses everything between `//`
- * (or the start) and the last `@`, the user too.
+ * The URL as far as it cannot be secret, for messages and logs: its scheme, host, port and database
+ * number. Any user and password become `***@`, any other path `/***`, a query `?***`, a fragment `#***`.
+ * A password may hold `:`, `@`, `/`, `#` or `?` unescaped, stand where the user goes (redis://pw@host),
+ * lack its host (redis://:pw) or have lost its tail (a .env line cut at #), so the URL parser's reading
+ * (as node-redis reads it) is trusted only when it finds a host and no `@` after it: an `@` in the path,
+ * query or fragment means the "host" may be the start of a password (redis://u:12/x@host parses as host
+ * u, port 12). Anything else shows its scheme alone: redis://***. What no reading can tell from a host
+ * is shown as one: with the host forgotten, a password of digits alone (redis://default:1234, host
+ * default and port 1234) or the part of a password after its last `@`.
  */
 export function redactUrl(url: string): string {
-  const at = url.lastIndexOf('@');
-  if (at === -1) return url;
-  const start = SCHEME_AND_SLASHES.exec(url)?.[0].length ?? 0;
-  const userinfo = url.slice(start, at);
-  if (start > 0 && !/[/?#\\]/.test(userinfo) && URL.canParse(url)) {
-    const colon = userinfo.indexOf(':');
-    const user = colon === -1 ? userinfo : userinfo.slice(0, colon);
-    return `${url.slice(0, start)}${user}${colon === -1 ? '' : ':***'}@${url.slice(at + 1)}`;
+  const schemeAlone = `${SCHEME_AND_SLASHES.exec(url)?.[0] ?? ''}***`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return schemeAlone;
   }
-  return `${url.slice(0, start)}***@${url.slice(at + 1)}`;
+  if (parsed.host === '' || `${parsed.pathname}${parsed.search}${parsed.hash}`.includes('@')) return schemeAlone;
+  // The parser writes ? and # back whenever the URL has a query or fragment, even an empty one.
+  const { href } = parsed;
+  const hash = href.indexOf('#');
+  const query = href.indexOf('?');
+  return (
+    `${parsed.protocol}//${url.includes('@') ? '***@' : ''}${parsed.host}` +
+    `${DATABASE_PATH.test(parsed.pathname) ? parsed.pathname : '/***'}` +
+    `${query !== -1 && (hash === -1 || query < hash) ? '?***' : ''}${hash !== -1 ? '#***' : ''}`
+  );
 }
 
 function decodes(text: string): boolean {
@@ -288,7 +298,7 @@ function readRedis(env: Environment): RedisConfig {
     !parsed ||
     !['redis:', 'rediss:'].includes(parsed.protocol) ||
     !parsed.hostname ||
-    !/^(\/\d*)?$/.test(parsed.pathname) ||
+    !DATABASE_PATH.test(parsed.pathname) ||
     // An @ past the host: a password with ? or # unescaped, which made its tail a query or fragment
     // and its head the host and port.
     (parsed.search + parsed.hash).includes('@') ||
@@ -300,6 +310,16 @@ function readRedis(env: Environment): RedisConfig {
       'REDIS_URL',
       redactUrl(url),
       'a URL like redis://[user:password@]host[:port][/db] or rediss://… for TLS ' +
+        '(in the password, write / ? # % as %2F %3F %23 %25)',
+    );
+  }
+  if (/[?#]/.test(url)) {
+    // node-redis reads neither (a ?password=… there would be dropped without a word); in a parsed URL any
+    // ? or # starts one, a password's unescaped included.
+    throw new ConfigError(
+      'REDIS_URL',
+      redactUrl(url),
+      'a URL with no ?query or #fragment, which node-redis ignores: redis://[user:password@]host[:port][/db] ' +
         '(in the password, write / ? # % as %2F %3F %23 %25)',
     );
   }
@@ -341,7 +361,11 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
       trustProxy: readBoolean(env, 'TRUST_PROXY', false),
       headersTimeoutMs: readDuration(env, 'HTTP_HEADERS_TIMEOUT', 10_000),
       requestTimeoutMs: readDuration(env, 'HTTP_REQUEST_TIMEOUT', 30_000),
-      keepAliveTimeoutMs: readDuration(env, 'HTTP_KEEP_ALIVE_TIMEOUT', 5_000),
+      // Node waits 1 s past it before closing an idle connection, in one timer that must fit as well.
+      keepAliveTimeoutMs: readDuration(env, 'HTTP_KEEP_ALIVE_TIMEOUT', 5_000, {
+        maxMs: 2 ** 31 - 1 - 1_000,
+        maxReason: 'Node waits 1 s more than this, in a timer that can wait at most 2147483647 ms',
+      }),
       // A drain is for a load balancer to move away: production only by default (npm run dev restarts at once).
       shutdownDrainMs: readDuration(env, 'SHUTDOWN_DRAIN', production ? 5_000 : 0, { allowZero: true }),
       shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 9_000),

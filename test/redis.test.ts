@@ -434,7 +434,7 @@ test('start-up errors never show the Redis password: Redis unreachable, or refus
   t.not(unreachable.code, 0);
   t.regex(
     unreachable.stderr(),
-    new RegExp(`^Cannot start: REDIS_URL="redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port}": Redis did not answer`),
+    new RegExp(`^Cannot start: REDIS_URL="redis://\\*\\*\\*@127\\.0\\.0\\.1:${port}": Redis did not answer`),
     unreachable.stderr(),
   );
   t.false(unreachable.stderr().includes(secret) || unreachable.stdout().includes(secret), 'the password is not shown');
@@ -450,7 +450,7 @@ test('start-up errors never show the Redis password: Redis unreachable, or refus
   t.is(stderr.trimEnd().split('\n').length, 1, stderr);
   t.regex(
     stderr,
-    new RegExp(`^Cannot start: REDIS_URL="redis://default:\\*\\*\\*@127\\.0\\.0\\.1:${guarded.port}": .*WRONGPASS`),
+    new RegExp(`^Cannot start: REDIS_URL="redis://\\*\\*\\*@127\\.0\\.0\\.1:${guarded.port}": .*WRONGPASS`),
     stderr,
   );
   t.false(stderr.includes(secret) || refused.stdout().includes(secret), 'the password is not shown');
@@ -474,9 +474,9 @@ function hostileUrls(password: string, port: number): Array<{ url: string; shown
   const asWritten = password.replace(/[%/#?]/g, (character) => encodeURIComponent(character));
   const host = `127.0.0.1:${port}`;
   const urls = [
-    { url: `redis://default:${asWritten}@${host}`, shown: `redis://default:***@${host}` },
-    { url: `redis://:${asWritten}@${host}/0`, shown: `redis://:***@${host}/0` },
-    { url: `redis://default:${encodeURIComponent(password)}@${host}/0`, shown: `redis://default:***@${host}/0` },
+    { url: `redis://default:${asWritten}@${host}`, shown: `redis://***@${host}` },
+    { url: `redis://:${asWritten}@${host}/0`, shown: `redis://***@${host}/0` },
+    { url: `redis://default:${encodeURIComponent(password)}@${host}/0`, shown: `redis://***@${host}/0` },
   ];
   for (const { url } of urls) loadConfig({ SESSION_STORE: 'redis', REDIS_URL: url }); // throws if refused
   return urls;
