@@ -160,6 +160,16 @@ function shown(text: string): string {
   return JSON.stringify(text).replace(/[^ -~]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * The start of a line that is not NAME=value, for a warning: its first word only. The rest may be a
+ * value (a forgotten `=`: `REDIS_URL redis://:password@host`), and warnings reach the logs.
+ */
+function lineStart(line: string): string {
+  const text = line.trim();
+  const head = /^[^ \t=:]{0,40}/.exec(text)?.[0] ?? '';
+  return shown(head.length === text.length ? text : `${head} ...`.trimStart());
+}
+
 /** The line number (from 1) of the character at `offset`. */
 function lineAt(text: string, offset: number): number {
   return text.slice(0, offset).split('\n').length;
@@ -193,7 +203,7 @@ export function checkEnvFile(text: string, knownNames: readonly string[], fileNa
     if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
     const equals = line.indexOf('=');
     if (equals === -1) {
-      warn(number, ` is not NAME=value and is ignored: ${shown(line.trim().slice(0, 60))}`);
+      warn(number, ` is not NAME=value and is ignored: ${lineStart(line)}`);
       continue;
     }
     const extent = valueExtent(lines, index, equals);
@@ -214,7 +224,7 @@ export function checkEnvFile(text: string, knownNames: readonly string[], fileNa
             `so ${meant} is not set: retype the name`,
         );
       } else {
-        warn(number, ` is not NAME=value and is ignored: ${shown(line.trim().slice(0, 60))}`);
+        warn(number, ` is not NAME=value and is ignored: ${lineStart(line)}`);
       }
       continue;
     }

@@ -443,7 +443,7 @@ test('a .env line that is not NAME=value, and a name that looks like a setting, 
   ].join('\n');
   t.deepEqual(checkEnvFile(text, SETTING_NAMES), [
     '.env line 3: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?',
-    '.env line 4 is not NAME=value and is ignored: "PORT 8200"',
+    '.env line 4 is not NAME=value and is ignored: "PORT ..."',
     '.env line 5: session_store is not a setting of this app; did you mean SESSION_STORE?',
     // Node 20 reads a line without = as the start of the next line's name; Node 22 and later skip it.
     ...(Object.hasOwn(parseEnv(text), 'session_store')
@@ -469,7 +469,7 @@ test('the server prints the .env warnings at start, one line each, and still sta
     warnings.map((line) => line.msg),
     [
       '.env line 1: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?',
-      '.env line 2 is not NAME=value and is ignored: "PORT 8200"',
+      '.env line 2 is not NAME=value and is ignored: "PORT ..."',
     ],
   );
 });

@@ -55,7 +55,7 @@ test('a name with an unseen or non-ASCII character round it is named with its li
     unseen(4, '\\ufeffSESSION_STORE', 'SESSION_STORE'),
     unseen(5, '\\u3000HOST', 'HOST'),
     unseen(6, 'LOG_LEVEL\\u200b', 'LOG_LEVEL'),
-    '.env line 7 is not NAME=value and is ignored: "NODE\\u00a0ENV=production"',
+    '.env line 7 is not NAME=value and is ignored: "NODE\\u00a0ENV ..."',
   ]);
   // A tab: Node 20 keeps it in the name, Node 22 and later trim it; the warning follows what this Node does.
   const tabKept = Object.hasOwn(parseEnv('\tPORT=1\nHOST\t=x\n'), '\tPORT');
@@ -196,7 +196,7 @@ test('lines this Node reads together are named: what a line sets on its own must
       text: 'PORT 8200\nSESSION_STORE=redis',
       lost: 'SESSION_STORE',
       warnings: [
-        '.env line 1 is not NAME=value and is ignored: "PORT 8200"',
+        '.env line 1 is not NAME=value and is ignored: "PORT ..."',
         '.env line 2: Node reads this line as part of a line above it, so SESSION_STORE is not set: fix line 1',
       ],
     },
