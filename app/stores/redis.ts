@@ -34,8 +34,8 @@
  * dropped (node-redis opens a fresh one on the next use); repeated with backoff until every master
  * answers. Calls to the other masters go on meanwhile. The node connections of both carry a socket
  * timeout of half of REDIS_CONNECT_TIMEOUT, kept from firing on an idle connection by a PING every
- * quarter of it: without it node-redis waits forever for a stalled node's handshake when it looks up the
- * topology or the master, and every later lookup waits behind that one.
+ * quarter of it: without it node-redis waits forever for a stalled node's handshake when it looks up a
+ * Cluster's topology (and every later lookup waits behind that one) or a Sentinel's master.
  */
 import { createClient, createCluster, createSentinel, ErrorReply } from 'redis';
 import { type RedisNodeAddress, type RedisTopology, redactUrl, StartupError } from '../../config/index.ts';
