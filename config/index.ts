@@ -43,6 +43,9 @@ export const SETTING_NAMES = [
   'SESSION_COOKIE_SECURE',
   'SESSION_COOKIE_SAMESITE',
   'REDIS_URL',
+  'REDIS_CLUSTER_NODES',
+  'REDIS_SENTINEL_NODES',
+  'REDIS_SENTINEL_MASTER',
   'REDIS_KEY_PREFIX',
   'REDIS_CONNECT_TIMEOUT',
   'REDIS_COMMAND_TIMEOUT',
@@ -103,8 +106,28 @@ export interface SessionConfig {
   readonly cookie: CookieConfig;
 }
 
+export interface RedisNodeAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * A Redis deployment other than one server, from which setting is given: REDIS_CLUSTER_NODES (a Redis
+ * Cluster, found through those seed nodes), or REDIS_SENTINEL_NODES with REDIS_SENTINEL_MASTER (the master
+ * those Sentinels name, followed through failovers).
+ */
+export type RedisTopology =
+  | { readonly kind: 'cluster'; readonly nodes: readonly RedisNodeAddress[] }
+  | { readonly kind: 'sentinel'; readonly nodes: readonly RedisNodeAddress[]; readonly masterName: string };
+
 export interface RedisConfig {
+  /**
+   * The server, with a Redis server alone. With a Cluster or Sentinel, only its user, password and scheme
+   * (rediss:// for TLS) count, and with Sentinel its database: they apply to every data node.
+   */
   readonly url: string;
+  /** A Cluster or Sentinels; absent for the one server at `url`. */
+  readonly topology?: RedisTopology;
   readonly keyPrefix: string;
   readonly connectTimeoutMs: number;
   readonly commandTimeoutMs: number;
@@ -323,12 +346,90 @@ function readRedis(env: Environment): RedisConfig {
         '(in the password, write / ? # % as %2F %3F %23 %25)',
     );
   }
+  const topology = readTopology(env);
+  const keyPrefix = readString(env, 'REDIS_KEY_PREFIX', 'sess:');
+  if (topology?.kind === 'cluster') {
+    // A Cluster has database 0 only (SELECT is refused there).
+    if (!/^(\/0?)?$/.test(parsed.pathname)) {
+      throw new ConfigError(
+        'REDIS_URL',
+        redactUrl(url),
+        'no database but 0 with REDIS_CLUSTER_NODES (a Redis Cluster has database 0 only); there REDIS_URL ' +
+          'gives only the user, password and rediss:// for TLS, e.g. rediss://user:password@cluster',
+      );
+    }
+    // A {…} in the prefix would be every key's hash tag: all sessions in one slot, on one master.
+    if (/[{}]/.test(keyPrefix)) {
+      throw new ConfigError(
+        'REDIS_KEY_PREFIX',
+        keyPrefix,
+        'no { or } with REDIS_CLUSTER_NODES: in a Cluster a {…} in every key puts all sessions in one hash slot',
+      );
+    }
+  }
   return {
     url,
-    keyPrefix: readString(env, 'REDIS_KEY_PREFIX', 'sess:'),
+    ...(topology ? { topology } : {}),
+    keyPrefix,
     connectTimeoutMs: readDuration(env, 'REDIS_CONNECT_TIMEOUT', 5_000),
     commandTimeoutMs: readDuration(env, 'REDIS_COMMAND_TIMEOUT', 1_000),
   };
+}
+
+/** host:port (an IPv6 address in brackets: [::1]:7000). */
+const NODE_ADDRESS = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/;
+
+/** A comma-separated list of host:port, each once; undefined when the variable is unset or blank. */
+function readNodeList(env: Environment, name: string): { text: string; nodes: RedisNodeAddress[] } | undefined {
+  const text = readOptionalString(env, name);
+  if (text === undefined) return undefined;
+  const nodes: RedisNodeAddress[] = [];
+  for (const entry of text.split(',').map((part) => part.trim())) {
+    const match = NODE_ADDRESS.exec(entry);
+    const port = Number(match?.[3]);
+    const host = match?.[1] ?? match?.[2];
+    if (!match || !host || port < 1 || port > 65_535) {
+      throw new ConfigError(
+        name,
+        text,
+        'a comma-separated list of host:port (port 1 to 65535), e.g. 10.0.0.1:7000,10.0.0.2:7000',
+      );
+    }
+    if (nodes.some((node) => node.host === host && node.port === port)) {
+      throw new ConfigError(name, text, `each host:port once (${entry} is there twice)`);
+    }
+    nodes.push({ host, port });
+  }
+  return { text, nodes };
+}
+
+function readTopology(env: Environment): RedisTopology | undefined {
+  const cluster = readNodeList(env, 'REDIS_CLUSTER_NODES');
+  const sentinel = readNodeList(env, 'REDIS_SENTINEL_NODES');
+  const masterName = readOptionalString(env, 'REDIS_SENTINEL_MASTER');
+  if (cluster && sentinel) {
+    throw new ConfigError(
+      'REDIS_SENTINEL_NODES',
+      sentinel.text,
+      'not together with REDIS_CLUSTER_NODES: set the one for your deployment, a Redis Cluster or Sentinels',
+    );
+  }
+  if (sentinel && masterName === undefined) {
+    throw new ConfigError(
+      'REDIS_SENTINEL_MASTER',
+      '',
+      'required with REDIS_SENTINEL_NODES: the name the Sentinels monitor the master under (sentinel monitor <name> ...)',
+    );
+  }
+  if (masterName !== undefined && !sentinel) {
+    throw new ConfigError('REDIS_SENTINEL_MASTER', masterName, 'only together with REDIS_SENTINEL_NODES');
+  }
+  if (masterName !== undefined && /\s/.test(masterName)) {
+    throw new ConfigError('REDIS_SENTINEL_MASTER', masterName, 'a master name as Sentinel knows it: no spaces');
+  }
+  if (cluster) return { kind: 'cluster', nodes: cluster.nodes };
+  if (sentinel && masterName !== undefined) return { kind: 'sentinel', nodes: sentinel.nodes, masterName };
+  return undefined;
 }
 
 /** A setting as the operator wrote it, or its default in milliseconds, for messages that compare two. */

@@ -1,7 +1,9 @@
 /**
- * Logout is final, with both stores, when requests overlap. Each bad interleaving is made to happen on
+ * Logout is final, with every store, when requests overlap. Each bad interleaving is made to happen on
  * purpose: a store wrapper (GatedStore) holds one request between its read and its write while another
  * request logs out or regenerates, then lets it go. Checked through the cookie and through the store.
+ * The stores: memory, and Redis on every deployment (the one at REDIS_URL, a Cluster and Sentinels of
+ * this file's own); one more store is one more entry in STORES.
  */
 
 import { once } from 'node:events';
@@ -10,15 +12,8 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { appForTest, type RunningApp } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { GatedStore } from './helpers/gated-store.ts';
-import {
-  deleteKeysWithPrefix,
-  inspector,
-  keysWithPrefix,
-  PATIENT_REDIS,
-  REDIS_URL,
-  redisTest,
-  uniquePrefix,
-} from './helpers/redis.ts';
+import { PATIENT_REDIS, uniquePrefix } from './helpers/redis.ts';
+import { redisDeployments } from './helpers/redis-topologies.ts';
 import { storeKeyOf } from './helpers/store-key.ts';
 
 const test = anyTest as TestFn;
@@ -32,43 +27,43 @@ interface Setup {
 
 type Scenario = (t: ExecutionContext, setup: Setup) => Promise<void>;
 
-const STORES: Array<{
+interface StoreUnderTest {
   name: string;
   test: TestFn;
-  env(): Record<string, string>;
+  /** The app's settings for this store. */
+  env(): Promise<Record<string, string>>;
   count(app: RunningApp, env: Record<string, string>): Promise<number>;
-}> = [
+  /** Deletes what the test left in the store, if it outlives the app. */
+  cleanUp?(env: Record<string, string>): Promise<void>;
+}
+
+const STORES: StoreUnderTest[] = [
   {
     name: 'memory',
     test,
-    env: () => ({}),
+    env: async () => ({}),
     count: async (app) => (await app.store.health()).sessions as number,
   },
-  {
-    name: 'redis',
-    test: redisTest(test),
-    env: () => ({
+  ...redisDeployments(test).map((deployment) => ({
+    name: deployment.name,
+    test: deployment.test,
+    env: async () => ({
       SESSION_STORE: 'redis',
-      REDIS_URL: REDIS_URL ?? '',
+      ...(await deployment.settings()),
       REDIS_KEY_PREFIX: uniquePrefix(),
       ...PATIENT_REDIS,
     }),
-    async count(_app, env) {
-      const client = await inspector();
-      try {
-        return (await keysWithPrefix(client, env.REDIS_KEY_PREFIX)).length;
-      } finally {
-        await client.close();
-      }
-    },
-  },
+    count: async (_app: RunningApp, env: Record<string, string>) =>
+      (await deployment.keysWithPrefix(env.REDIS_KEY_PREFIX)).length,
+    cleanUp: (env: Record<string, string>) => deployment.deleteKeysWithPrefix(env.REDIS_KEY_PREFIX),
+  })),
 ];
 
 function scenario(title: string, body: Scenario): void {
   for (const store of STORES) {
     store.test(`${store.name} store: ${title}`, async (t) => {
-      const env = store.env();
-      if (env.REDIS_KEY_PREFIX) t.teardown(() => deleteKeysWithPrefix(env.REDIS_KEY_PREFIX));
+      const env = await store.env();
+      if (store.cleanUp) t.teardown(() => store.cleanUp?.(env));
       let gate!: GatedStore;
       const app = await appForTest(t, env, { wrapStore: (inner) => (gate = new GatedStore(inner)) });
       await body(t, { app, gate, sessionCount: () => store.count(app, env) });
