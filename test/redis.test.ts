@@ -39,7 +39,6 @@ import {
   TTL_MS,
   timeRecovery,
 } from './helpers/store-outages.ts';
-import { untilConclusive } from './helpers/timing.ts';
 
 const test = redisTest(anyTest as TestFn);
 const deployments = redisDeployments(anyTest as TestFn);
