@@ -274,6 +274,14 @@ function messageOf(error: unknown): string {
 /**
  * Runs `work` against a deadline: past it, rejects with `timeoutError()`, then calls `afterTimeout`
  * (after, so that what it does to `work` cannot win the race).
+ *
+ * A deadline counts the time Redis was given, not the app's own lateness. On a busy process the timer
+ * can fire long after it was due, in the same turn of the event loop as an answer that arrived in time
+ * (timers run before the socket is read), or before node-redis has even written the command (it
+ * writes on the next turn). So: the deadline takes effect one step later (setImmediate runs after the
+ * poll phase, where Node reads what has arrived), and a timer that fired late by more than half the
+ * deadline gives the call one more deadline from then. A Redis that does not answer still fails the
+ * call, within twice the deadline plus the process's own delay.
  */
 async function withDeadline<T>(
   work: Promise<T>,
@@ -282,15 +290,25 @@ async function withDeadline<T>(
   afterTimeout?: () => void,
 ): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(timeoutError());
-      afterTimeout?.();
-    }, ms);
+    const arm = (mayExtend: boolean) => {
+      const due = performance.now() + ms;
+      timer = setTimeout(() => {
+        if (mayExtend && performance.now() - due > ms / 2) return arm(false);
+        setImmediate(() => {
+          if (settled) return;
+          reject(timeoutError());
+          afterTimeout?.();
+        });
+      }, ms);
+    };
+    arm(true);
   });
   try {
     return await Promise.race([work, expired]);
   } finally {
+    settled = true;
     clearTimeout(timer);
   }
 }
