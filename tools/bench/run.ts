@@ -7,7 +7,8 @@
  * The servers: bare Koa with the same routes (no sessions), koa-session's floor (the cheapest setup
  * koa-session allows: unsafe, it measures koa-session alone; see baseline-server.ts), this template
  * (its own start-up with the benchmark's routes: server.ts, routes.ts) with each store asked for, and for reference koa-session's defaults and the template logging a line
- * per request (LOG_LEVEL=info). With --costs, also the template with each guarantee taken out
+ * per request (LOG_LEVEL=info; the others log at warn), whose cost is printed as the ratio of the two in the same
+ * rounds. With --costs, also the template with each guarantee taken out
  * (variants.ts), and what each one costs; the variants are checked first (check.ts, also on its own:
  * --check, `npm run bench:check`).
  *
@@ -40,7 +41,8 @@ const USAGE = `npm run bench -- [options]
   --duration 2            seconds per round and scenario
   --connections 16        concurrent connections per server
   --no-reference          leave out koa-session's defaults (the reference row)
-  --no-logging            leave out the LOG_LEVEL=info row (the cost of one log line per request)
+  --no-logging            leave out the LOG_LEVEL=info row and its ratio to the same server at warn (the cost of
+                          one log line per request)
   --only get|set          measure one scenario only
   --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
   --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
@@ -132,6 +134,7 @@ interface Target {
 const FLOOR = 'koa-session floor (unsafe, measures koa-session alone)';
 const BARE = 'bare Koa';
 const TEMPLATE_MEMORY = 'this template, memory store';
+const TEMPLATE_INFO = 'this template, memory store, LOG_LEVEL=info';
 const withoutRow = (name: string) => `template without ${name}`;
 /** The variants' copies of app/ (--costs), built before any server starts and removed at the end. */
 const builtVariants: BuiltVariant[] = [];
@@ -188,7 +191,7 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
       logging.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
       return logging;
     });
-    await add('this template, memory store, LOG_LEVEL=info', server);
+    await add(TEMPLATE_INFO, server);
   }
   if (options.costs) {
     for (const [index, variant] of VARIANTS.entries()) {
@@ -337,6 +340,7 @@ async function main(): Promise<void> {
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
   const redisLines: string[] = [];
+  const loggingLines: string[] = [];
   const costLines: string[] = [];
   const row = (
     scenario: string,
@@ -410,6 +414,21 @@ async function main(): Promise<void> {
         `${scenario.name}: Redis store / memory store ${(ratio(redis, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting Redis's own CPU time (${redisShare.toFixed(1)} µs/req), ${(ratio(appOnly, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting the app process alone`,
       );
     }
+    if (stores.includes('memory') && !options['no-logging']) {
+      // The same server at info and at warn, each loaded with the floor in its turn of the same round:
+      // in each round, the ratio of their ratios to the floor; the median over rounds, and its halves.
+      const warn = trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!;
+      const info = trios.get(scenario.name)!.get(TEMPLATE_INFO)!;
+      const perRound = info.map(
+        (trio, i) =>
+          (warn[i].own.cpuMicrosPerRequest / trio.own.cpuMicrosPerRequest) *
+          (trio.floor.cpuMicrosPerRequest / warn[i].floor.cpuMicrosPerRequest),
+      );
+      const halves = [0, 1].map((parity) => median(perRound.filter((_, i) => i % 2 === parity)).toFixed(2));
+      loggingLines.push(
+        `${scenario.name}: LOG_LEVEL=info / warn ${median(perRound).toFixed(2)} (odd / even rounds: ${halves.join(' / ')}); CPU µs/req ${median(info.map((trio) => trio.own.cpuMicrosPerRequest)).toFixed(1)} at info, ${median(warn.map((trio) => trio.own.cpuMicrosPerRequest)).toFixed(1)} at warn`,
+      );
+    }
     if (options.costs) {
       // Each variant and the template were measured against the floor in rounds of their own: a
       // guarantee's cost is the gap between their ratios, in the floor's terms (share of its
@@ -426,6 +445,13 @@ async function main(): Promise<void> {
     }
   }
   if (redisLines.length > 0) lines.push('', ...redisLines);
+  if (loggingLines.length > 0) {
+    lines.push(
+      '',
+      'What one log line per request costs: the template at LOG_LEVEL=info against itself at warn, in the same rounds (each against the floor in its turn; higher is better, 1 = free)',
+      ...loggingLines,
+    );
+  }
   if (costLines.length > 0) {
     lines.push(
       '',
