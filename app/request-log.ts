@@ -29,10 +29,14 @@ export function requestLog(logger: Logger): Middleware {
   const destination = destinationOf(logger);
   return async function logRequest(ctx, next) {
     const started = performance.now();
-    const incoming = ctx.get('X-Request-Id');
-    const requestId = INCOMING_REQUEST_ID.test(incoming) ? incoming : ID_PREFIX + (++requestCount).toString(36);
+    // Node's own header calls: Koa's ctx.get and ctx.set lower-case the name on every call.
+    const incoming = ctx.req.headers['x-request-id'];
+    const requestId =
+      typeof incoming === 'string' && INCOMING_REQUEST_ID.test(incoming)
+        ? incoming
+        : ID_PREFIX + (++requestCount).toString(36);
     ctx.state.requestId = requestId;
-    ctx.set('X-Request-Id', requestId);
+    ctx.res.setHeader('X-Request-Id', requestId);
     try {
       await next();
     } finally {

@@ -99,6 +99,22 @@ test('one JSON log line per request, with a request id and no session id', async
   t.false(app.logText().includes('secret'), 'nor query strings');
 });
 
+test('an X-Request-Id that is not well-formed is replaced by an id made here, in the log and in the answer', async (t) => {
+  const app = await appForTest(t, { LOG_LEVEL: 'info' });
+  const malformed = ['two words', 'x'.repeat(129), '"quoted"', 'a,b'];
+  const answers = [];
+  for (const id of malformed)
+    answers.push(await new Browser(app.url).request('/read', { headers: { 'x-request-id': id } }));
+  const logged = app.logs.filter((line) => line.msg === 'request').map((line) => line.requestId);
+  t.is(logged.length, malformed.length);
+  for (const [i, id] of logged.entries()) {
+    t.false(malformed.includes(String(id)), String(id));
+    t.regex(String(id), /^[A-Za-z0-9._:-]{1,128}$/);
+    t.is(answers[i].headers.get('x-request-id'), String(id), 'the answer carries the id that was logged');
+  }
+  t.is(new Set(logged).size, logged.length, 'each its own');
+});
+
 test('the request line escapes what the path holds, and cuts a long path short', async (t) => {
   const app = await appForTest(t, { LOG_LEVEL: 'info' });
   // fetch (and a URL) would percent-encode the quote; node:http sends the path as given, and Node's
