@@ -1,7 +1,7 @@
 /**
  * Logs through pino: one JSON object per line on standard output (`level` as a word, `time` as ISO
  * 8601, `msg`), which any log shipper parses. Written asynchronously and buffered (pino.destination
- * with sync: false): a request never waits for the terminal or the pipe; lines collect until 16 KiB or
+ * with sync: false): a request never waits for the terminal or the pipe; lines collect until 64 KiB or
  * FLUSH_INTERVAL_MS, whichever comes first, and go out in one write. The process exits through
  * exitAfterLogs(), which waits for every write to land, in order; after a fatal line, and when the
  * process exits, what is pending is written synchronously.
@@ -48,7 +48,7 @@ let timeText = '';
 
 /**
  * The time as ISO 8601 (`2026-12-06T20:56:18.123Z`), made once per millisecond: a busy server writes
- * many lines within one, and formatting a Date is the costliest part of pino's own line.
+ * many lines within one, and formatting a Date was a large part of the cost of pino's own line.
  */
 export function isoTime(): string {
   const now = Date.now();
