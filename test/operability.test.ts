@@ -4,6 +4,7 @@
  */
 
 import { once } from 'node:events';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Router from '@koa/router';
@@ -73,13 +74,61 @@ test('one JSON log line per request, with a request id and no session id', async
   const requests = app.logs.filter((line) => line.msg === 'request');
   t.is(requests.length, 3);
   t.like(requests[0], { level: 'info', method: 'GET', path: '/write', status: 200 });
+  // The fields of pino's own lines, in pino's order: the line is built by hand (app/request-log.ts).
+  t.deepEqual(Object.keys(requests[0]), [
+    'level',
+    'time',
+    'method',
+    'path',
+    'status',
+    'durationMs',
+    'requestId',
+    'msg',
+  ]);
+  t.regex(String(requests[0].time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.true(Math.abs(Date.parse(String(requests[0].time)) - Date.now()) < 60_000, 'the time of the request');
   t.is(typeof requests[0].durationMs, 'number');
   t.is(requests[0].requestId, write.headers.get('x-request-id'));
   t.like(requests[1], { path: '/read', requestId: 'from-the-proxy-1' });
   t.like(requests[2], { path: '/missing', status: 404 });
+  // Ids made here differ per request, and are well-formed ids in turn (a service behind may honour them).
+  t.not(requests[2].requestId, requests[0].requestId);
+  for (const { requestId } of [requests[0], requests[2]]) t.regex(String(requestId), /^[A-Za-z0-9._:-]{1,128}$/);
   const id = browser.cookies.get('sid')!.split('.')[0];
   t.false(app.logText().includes(id), 'the session id never reaches the logs');
   t.false(app.logText().includes('secret'), 'nor query strings');
+});
+
+test('an X-Request-Id that is not well-formed is replaced by an id made here, in the log and in the answer', async (t) => {
+  const app = await appForTest(t, { LOG_LEVEL: 'info' });
+  const malformed = ['two words', 'x'.repeat(129), '"quoted"', 'a,b'];
+  const answers = [];
+  for (const id of malformed)
+    answers.push(await new Browser(app.url).request('/read', { headers: { 'x-request-id': id } }));
+  const logged = app.logs.filter((line) => line.msg === 'request').map((line) => line.requestId);
+  t.is(logged.length, malformed.length);
+  for (const [i, id] of logged.entries()) {
+    t.false(malformed.includes(String(id)), String(id));
+    t.regex(String(id), /^[A-Za-z0-9._:-]{1,128}$/);
+    t.is(answers[i].headers.get('x-request-id'), String(id), 'the answer carries the id that was logged');
+  }
+  t.is(new Set(logged).size, logged.length, 'each its own');
+});
+
+test('the request line escapes what the path holds, and cuts a long path short', async (t) => {
+  const app = await appForTest(t, { LOG_LEVEL: 'info' });
+  // fetch (and a URL) would percent-encode the quote; node:http sends the path as given, and Node's
+  // parser lets it through.
+  const { hostname, port } = new URL(app.url);
+  for (const path of ['/a"quote\\and\\backslashes', `/${'x'.repeat(500)}`, '/missing?x="y"']) {
+    await new Promise<void>((resolve, reject) => {
+      httpRequest({ hostname, port, path }, (response) => response.resume().on('end', resolve))
+        .on('error', reject)
+        .end();
+    });
+  }
+  const paths = app.logs.filter((line) => line.msg === 'request').map((line) => line.path);
+  t.deepEqual(paths, ['/a"quote\\and\\backslashes', `/${'x'.repeat(199)}`, '/missing']);
 });
 
 test('LOG_LEVEL=warn writes no request lines', async (t) => {
