@@ -1,7 +1,7 @@
 /**
  * The one place where settings are read. Everything the app needs from its environment is parsed,
  * validated and typed here, then frozen; app code receives a Config and never reads process.env.
- * Every variable below is listed, with its default, in .env.example and in the README.
+ * Every variable below is listed, with its default, in .env.example and in docs/configuration.md.
  */
 import { randomBytes } from 'node:crypto';
 import {

@@ -174,7 +174,7 @@ for (const [name, storeTest, env] of [
   ],
 ] as const) {
   storeTest(
-    `${name} store: the README's login (regenerate(), then a change) keeps the idle lifetime SESSION_MAX_AGE`,
+    `${name} store: the usual login (regenerate(), then a change) keeps the idle lifetime SESSION_MAX_AGE`,
     (t) =>
       untilConclusive(t, async (tt, watch) => {
         const settings: Record<string, string> = { ...env(), SESSION_MAX_AGE: '2s' };

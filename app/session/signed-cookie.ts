@@ -5,7 +5,7 @@
  * key; any key verifies, so keys can be rotated (put the new key first, keep the old one until its
  * cookies are gone). Comparison is constant-time (crypto.timingSafeEqual). This replaces Koa's
  * Keygrip-based `name.sig` cookie pair: one cookie instead of two, and one HMAC per request instead
- * of Keygrip's HMAC-SHA1 plus a double-HMAC comparison (the benchmark in the README shows the gap).
+ * of Keygrip's HMAC-SHA1 plus a double-HMAC comparison (docs/benchmark.md shows the gap).
  *
  * "Issued at" is when the session id was made (Unix milliseconds, base 36). It is covered by the
  * signature, so it can back an absolute session lifetime, to the millisecond, without storing anything more.

@@ -75,9 +75,9 @@ function createRedisClient(options: RedisStoreOptions) {
     socket: { connectTimeout: options.connectTimeoutMs, reconnectStrategy: false },
     disableOfflineQueue: true,
     // node-redis's own timeout (5 s by default) is off: each command would get an AbortSignal.timeout()
-    // and a listener (measured with npm run profile: 12 µs of CPU per request, a third of what the Redis
-    // store costs the app), and it only covers a command not yet written to the socket. Every call has a
-    // deadline of its own here (withDeadline), from the call to the answer.
+    // and a listener (a large share of what the Redis store costs the app: docs/benchmark.md), and it
+    // only covers a command not yet written to the socket. Every call has a deadline of its own here
+    // (withDeadline), from the call to the answer.
     commandOptions: { timeout: 0 },
   });
 }

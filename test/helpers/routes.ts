@@ -59,7 +59,7 @@ export function addTestRoutes(router: Router, session: SessionMiddleware): void 
     ctx.body = 'regenerated';
   });
 
-  /** POST /login?value=x: the README's login, regenerate() then a change (the request saves twice). */
+  /** POST /login?value=x: the login docs/security.md shows, regenerate() then a change (the request saves twice). */
   router.post('/login', session.change, async (ctx) => {
     await ctx.session.regenerate();
     ctx.session.value = queryValue(ctx, 'logged in');

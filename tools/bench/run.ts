@@ -13,7 +13,7 @@
  * (variants.ts), and what each one costs; the variants are checked first (check.ts, also on its own:
  * --check, `npm run bench:check`).
  *
- * The estimator, built for a shared, noisy 2-core machine (see the README's "Benchmark"): each row is
+ * The estimator, built for a shared, noisy 2-core machine (see docs/benchmark.md): each row is
  * loaded at the same moment as bare Koa and the floor, in many short rounds, and each round compares
  * their CPU time per request (read from /proc, see cpu.ts). Whatever disturbs a round (a neighbour,
  * the other vCPU busy, the clock) disturbs all three alike, so the ratio within a round holds where req/s, or CPU

@@ -1,8 +1,8 @@
 // @ts-check
 /**
  * Mutation testing (StrykerJS): `npm run mutate`, which passes this file to Stryker (run from the
- * project's root: the paths below are the root's). Not part of `npm test`. See the README's "Mutation
- * testing" section; the survivors that cannot matter are listed in survivors.md beside this file.
+ * project's root: the paths below are the root's). Not part of `npm test`. See docs/mutation-testing.md;
+ * the survivors that cannot matter are listed in survivors.md beside this file.
  */
 import { fileURLToPath } from 'node:url';
 
