@@ -9,7 +9,9 @@
  * The servers: bare Koa with the same routes (no sessions), koa-session's floor (the cheapest setup
  * koa-session allows: unsafe, it measures koa-session alone; see baseline-server.ts), this template
  * (its own start-up with the benchmark's routes: server.ts, routes.ts) with each store asked for, and for reference koa-session's defaults and the template logging a line
- * per request (LOG_LEVEL=info). With --costs, also the template with each guarantee taken out
+ * per request (LOG_LEVEL=info; the others log at warn), whose cost is printed as the ratio of the two in the same
+ * rounds (--logging measures only that, the two loaded at the same moment). With --costs, also the template with
+ * each guarantee taken out
  * (variants.ts), and what each one costs; the variants are checked first (check.ts, also on its own:
  * --check, `npm run bench:check`).
  *
@@ -42,7 +44,11 @@ const USAGE = `npm run bench -- [options]
   --duration 2            seconds per round and scenario
   --connections 16        concurrent connections per server
   --no-reference          leave out koa-session's defaults (the reference row)
-  --no-logging            leave out the LOG_LEVEL=info row (the cost of one log line per request)
+  --no-logging            leave out the LOG_LEVEL=info row and its ratio to the same server at warn (the cost of
+                          one log line per request)
+  --logging               only what one log line per request costs: the template at LOG_LEVEL=info and at warn,
+                          loaded at the same moment (with the floor), and their ratio; memory store, no other rows;
+                          the get and set scenarios (--only signed for the signed-in one)
   --only get|set|signed   measure one scenario only (signed: GET /get with a signed-in session)
   --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
   --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
@@ -57,7 +63,7 @@ Each row other than the yardsticks is measured in turn, at the same moment as bo
 1 s of load of its own. A run takes rows x 3 scenarios x (rounds + 1 warm-up) x (duration + 1 s): with
 the defaults about 8 minutes (memory store, reference and logging rows, and in the signed-in scenario the
 row not signed in), 12 with --stores memory,redis; --costs adds 10 rows (about 15 minutes with --rounds 8
---no-reference --no-logging). --only shortens it to one scenario.`;
+--no-reference --no-logging). --only shortens it to one scenario; --logging takes 2 minutes.`;
 
 function readOptions() {
   try {
@@ -69,6 +75,7 @@ function readOptions() {
         rounds: { type: 'string', default: '16' },
         'no-reference': { type: 'boolean', default: false },
         'no-logging': { type: 'boolean', default: false },
+        logging: { type: 'boolean', default: false },
         json: { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
         costs: { type: 'boolean', default: false },
@@ -88,6 +95,12 @@ if (options.help) {
   process.exit(0);
 }
 const stores = options.stores.split(',').map((store) => store.trim());
+if (options.logging && (options.costs || options['no-logging'] || options.stores !== 'memory')) {
+  process.stderr.write(
+    '--logging measures the template with the memory store alone: no --costs, --stores or --no-logging\n',
+  );
+  process.exit(2);
+}
 if (options.costs && !stores.includes('memory')) {
   process.stderr.write('--costs compares with the memory store: include it in --stores\n');
   process.exit(2);
@@ -135,6 +148,7 @@ interface Target {
 const FLOOR = 'koa-session floor (unsafe, measures koa-session alone)';
 const BARE = 'bare Koa';
 const TEMPLATE_MEMORY = 'this template, memory store';
+const TEMPLATE_INFO = 'this template, memory store, LOG_LEVEL=info';
 const withoutRow = (name: string) => `template without ${name}`;
 const notSignedInRow = (store: string) => `this template, ${store} store, session not signed in`;
 /** The variants' copies of app/ (--costs), built before any server starts and removed at the end. */
@@ -184,6 +198,22 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
     const cookie = name === BARE ? '' : await liveSessionCookie(server.url, template && scenario.signedIn === true);
     targets.push({ name, server, cookie, usesRedis });
   };
+  const startTemplate = (env: Record<string, string>) => startServerProcess(env, { script: BENCH_SERVER });
+  // The same server logging one line per request (the default level), to a pipe this process drains.
+  const startLogging = () =>
+    startTemplate({ ...sessionEnv, LOG_LEVEL: 'info', LOG_FORMAT: 'json' }).then((logging) => {
+      logging.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
+      return logging;
+    });
+  if (options.logging) {
+    // The template at warn takes bare Koa's place: loaded at the same moment as the template at info
+    // (and the floor, so that three servers share the CPU as in the other runs), the ratio of the two
+    // needs no yardstick in between.
+    await add(TEMPLATE_MEMORY, startTemplate({ ...sessionEnv, LOG_LEVEL: 'warn', SESSION_STORE: 'memory' }));
+    await add(FLOOR, startBaseline('floor'), false, false);
+    await add(TEMPLATE_INFO, startLogging());
+    return targets;
+  }
   await add(BARE, startBaseline('bare'), false, false);
   await add(FLOOR, startBaseline('floor'), false, false);
   if (!options['no-reference'])
@@ -191,22 +221,13 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
   for (const store of stores) {
     const env: Record<string, string> = { ...sessionEnv, LOG_LEVEL: 'warn', SESSION_STORE: store };
     if (store === 'redis') Object.assign(env, { REDIS_URL, REDIS_KEY_PREFIX: `bench:${process.pid}:` });
-    await add(`this template, ${store} store`, startServerProcess(env, { script: BENCH_SERVER }), store === 'redis');
+    await add(`this template, ${store} store`, startTemplate(env), store === 'redis');
     if (scenario.signedIn) {
       // The same template reading a session that is not signed in, in the same rounds: the gap is the check.
-      const server = startServerProcess(env, { script: BENCH_SERVER });
-      await add(notSignedInRow(store), server, store === 'redis', false);
+      await add(notSignedInRow(store), startTemplate(env), store === 'redis', false);
     }
   }
-  if (!options['no-logging'] && stores.includes('memory')) {
-    // The same server logging one line per request (the default level), to a pipe this process drains.
-    const loggingEnv = { ...sessionEnv, LOG_LEVEL: 'info', LOG_FORMAT: 'json' };
-    const server = startServerProcess(loggingEnv, { script: BENCH_SERVER }).then((logging) => {
-      logging.child.stdout?.removeAllListeners('data').resume(); // drained, not kept: millions of lines
-      return logging;
-    });
-    await add('this template, memory store, LOG_LEVEL=info', server);
-  }
+  if (!options['no-logging'] && stores.includes('memory')) await add(TEMPLATE_INFO, startLogging());
   if (options.costs) {
     for (const [index, variant] of VARIANTS.entries()) {
       await add(
@@ -235,7 +256,10 @@ const scenarios: Scenario[] = [
   { id: 'get', name: 'GET /get, live session', path: '/get', withCookie: true },
   { id: 'set', name: 'GET /set, new session each request', path: '/set', withCookie: false },
   { id: 'signed', name: 'GET /get, signed-in session', path: '/get', withCookie: true, signedIn: true },
-].filter((scenario) => options.only === undefined || scenario.id === options.only);
+].filter((scenario) =>
+  // --logging leaves out the signed-in scenario unless asked for: the log line is the same there.
+  options.only === undefined ? !(options.logging && scenario.signedIn) : scenario.id === options.only,
+);
 
 /** A /get row must measure a live session, not a miss (an expired one answers {} without an error). */
 async function checkLiveSession(target: Target, scenario: Scenario): Promise<void> {
@@ -308,6 +332,7 @@ async function main(): Promise<void> {
       trios.set(scenario, new Map(candidates.map((c) => [c.name, []])));
     for (let round = -1; round < rounds; round++) {
       for (const scenario of round % 2 ? [...scenarios].reverse() : scenarios) {
+        // (With --logging, `bare` is the template at warn.)
         const [bare, floor, ...candidates] = targetsOf.get(scenario.name)!;
         // The candidates take turns, each loaded together with bare Koa and the floor: whatever the
         // machine does meanwhile (a neighbour, the other vCPU, the clock) it does to all three alike.
@@ -334,7 +359,7 @@ async function main(): Promise<void> {
           };
           trios.get(scenario.name)!.get(candidate.name)!.push({ bare: bareSample, floor: floorSample, own });
           process.stderr.write(
-            `round ${round + 1}/${rounds} ${scenario.name}: bare ${bareSample.cpuMicrosPerRequest.toFixed(1)}, floor ${floorSample.cpuMicrosPerRequest.toFixed(1)}, ${candidate.name} ${own.cpuMicrosPerRequest.toFixed(1)} µs CPU/request\n`,
+            `round ${round + 1}/${rounds} ${scenario.name}: ${bare.name} ${bareSample.cpuMicrosPerRequest.toFixed(1)}, floor ${floorSample.cpuMicrosPerRequest.toFixed(1)}, ${candidate.name} ${own.cpuMicrosPerRequest.toFixed(1)} µs CPU/request\n`,
           );
         }
       }
@@ -343,6 +368,10 @@ async function main(): Promise<void> {
     for (const server of started) server.child.kill('SIGTERM');
     await Promise.all(started.map((server) => server.exited));
     await redisCpu?.close();
+  }
+  if (options.logging) {
+    printLogging(trios, pinned, Math.round((Date.now() - startedAt) / 1000));
+    return;
   }
 
   const heap = JSON.parse(
@@ -363,6 +392,7 @@ async function main(): Promise<void> {
   ];
   const redisLines: string[] = [];
   const signedInLines: string[] = [];
+  const loggingLines: string[] = [];
   const costLines: string[] = [];
   const row = (
     scenario: string,
@@ -447,6 +477,21 @@ async function main(): Promise<void> {
         );
       }
     }
+    if (stores.includes('memory') && !options['no-logging']) {
+      // The same server at info and at warn, each loaded with the floor in its turn of the same round:
+      // in each round, the ratio of their ratios to the floor; the median over rounds, and its halves.
+      const warn = trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!;
+      const info = trios.get(scenario.name)!.get(TEMPLATE_INFO)!;
+      const perRound = info.map(
+        (trio, i) =>
+          (warn[i].own.cpuMicrosPerRequest / trio.own.cpuMicrosPerRequest) *
+          (trio.floor.cpuMicrosPerRequest / warn[i].floor.cpuMicrosPerRequest),
+      );
+      const halves = [0, 1].map((parity) => median(perRound.filter((_, i) => i % 2 === parity)).toFixed(2));
+      loggingLines.push(
+        `${scenario.name}: LOG_LEVEL=info / warn ${median(perRound).toFixed(2)} (odd / even rounds: ${halves.join(' / ')}); CPU µs/req ${median(info.map((trio) => trio.own.cpuMicrosPerRequest)).toFixed(1)} at info, ${median(warn.map((trio) => trio.own.cpuMicrosPerRequest)).toFixed(1)} at warn`,
+      );
+    }
     if (options.costs) {
       // Each variant and the template were measured against the floor in rounds of their own: a
       // guarantee's cost is the gap between their ratios, in the floor's terms (share of its
@@ -464,6 +509,13 @@ async function main(): Promise<void> {
   }
   if (redisLines.length > 0) lines.push('', ...redisLines);
   if (signedInLines.length > 0) lines.push('', ...signedInLines);
+  if (loggingLines.length > 0) {
+    lines.push(
+      '',
+      'What one log line per request costs: the template at LOG_LEVEL=info against itself at warn, in the same rounds (each against the floor in its turn; higher is better, 1 = free)',
+      ...loggingLines,
+    );
+  }
   if (costLines.length > 0) {
     lines.push(
       '',
@@ -479,6 +531,37 @@ async function main(): Promise<void> {
   if (options.json) {
     const raw = Object.fromEntries(
       [...trios].map(([scenario, byCandidate]) => [scenario, Object.fromEntries(byCandidate)]),
+    );
+    writeFileSync(options.json, `${JSON.stringify({ rounds, duration, connections, trios: raw }, null, 1)}\n`);
+  }
+}
+
+/** --logging's report: the template at info against itself at warn, loaded at the same moment. */
+function printLogging(trios: Map<string, Map<string, Trio[]>>, pinned: boolean, tookSeconds: number): void {
+  const cpu = cpus();
+  const lines = [
+    `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`,
+    `The template (memory store) at LOG_LEVEL=info and at warn, loaded at the same moment with the floor, ${connections} connections each, over loopback; ${pinned ? `servers pinned to CPU ${cpu.length - 1}, load to the others` : 'not pinned'}; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s`,
+    "CPU µs/req: each server's CPU time per request, median over rounds. info / warn: in each round, the CPU time per request at warn over that at info (the throughput a core would give, relative; 1 = logging is free), median over rounds; in brackets, from the odd and from the even rounds alone",
+    '',
+    '| scenario | CPU µs/req: floor | at warn | at info | info / warn (odd / even) | errors |',
+    '| --- | ---: | ---: | ---: | --- | ---: |',
+  ];
+  for (const scenario of scenarios) {
+    const list = trios.get(scenario.name)!.get(TEMPLATE_INFO)!;
+    const perRound = list.map((trio) => trio.bare.cpuMicrosPerRequest / trio.own.cpuMicrosPerRequest);
+    const halves = [0, 1].map((parity) => median(perRound.filter((_, i) => i % 2 === parity)).toFixed(2));
+    const cpuOf = (pick: (trio: Trio) => Sample) =>
+      median(list.map((trio) => pick(trio).cpuMicrosPerRequest)).toFixed(1);
+    const errors = list.reduce((sum, trio) => sum + trio.bare.errors + trio.own.errors, 0);
+    lines.push(
+      `| ${scenario.name} | ${cpuOf((trio) => trio.floor)} | ${cpuOf((trio) => trio.bare)} | ${cpuOf((trio) => trio.own)} | **${median(perRound).toFixed(2)}** (${halves.join(' / ')}) | ${errors} |`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  if (options.json) {
+    const raw = Object.fromEntries(
+      [...trios].map(([scenario, byCandidate]) => [scenario, { warnInfo: byCandidate.get(TEMPLATE_INFO) }]),
     );
     writeFileSync(options.json, `${JSON.stringify({ rounds, duration, connections, trios: raw }, null, 1)}\n`);
   }
