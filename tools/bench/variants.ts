@@ -65,7 +65,7 @@ const withoutSignature: Edit[] = [
 const withoutStoreKeyHash: Edit[] = [
   {
     file: 'app/session/store-keys.ts',
-    find: "    return createHmac('sha256', this.#subkeys[keyIndex]).update(id).digest('base64url');",
+    find: "    return createHmac('sha256', this.#subkeys[keyIndex]).update(id).digest().toString('base64url', 0, STORE_KEY_BYTES);",
     replace: "    return keyIndex === 0 ? id : String(keyIndex) + ':' + id;",
   },
   {
