@@ -23,6 +23,7 @@ import { appForTest } from './app.ts';
 import { Browser, sessionIdOf } from './browser.ts';
 import { type OwnRedisServer, type TestRedisClient, uniquePrefix } from './redis.ts';
 import { boundedClient } from './redis-topologies.ts';
+import { storeKeyOf } from './store-key.ts';
 import { BOUND_MS, COMMAND_TIMEOUT_MS } from './store-outages.ts';
 
 export interface FailoverTarget {
@@ -118,8 +119,9 @@ export async function failoverUnderLoad(t: ExecutionContext, target: FailoverTar
     t.true((await confirmReplicated(master, key, replicas, 5_000)) >= replicas, `${master.port} replicated it all`);
   }
 
-  const victim = await target.masterOf(prefix + sessions[0].id);
-  for (const session of sessions) session.onVictim = (await target.masterOf(prefix + session.id)) === victim;
+  const victim = await target.masterOf(prefix + storeKeyOf(app, sessions[0].id));
+  for (const session of sessions)
+    session.onVictim = (await target.masterOf(prefix + storeKeyOf(app, session.id))) === victim;
   const victimMarker = (await target.masters()).find(({ master }) => master === victim)!;
 
   // The watermark: when the last marker the replica confirmed was sent.
@@ -209,7 +211,7 @@ export async function failoverUnderLoad(t: ExecutionContext, target: FailoverTar
   let lostWrites = 0;
   let revived = 0;
   for (const session of sessions) {
-    const text = await redis.get(prefix + session.id);
+    const text = await redis.get(prefix + storeKeyOf(app, session.id));
     const stored = text === null ? undefined : (JSON.parse(text) as { value?: string }).value;
     const verdict = judge(session, stored, watermark);
     t.true(
@@ -219,7 +221,8 @@ export async function failoverUnderLoad(t: ExecutionContext, target: FailoverTar
     if (verdict.lostWrite) lostWrites++;
     if (verdict.revived) revived++;
   }
-  for (const id of endedFirst) t.is(await redis.get(prefix + id), null, `session ${id}, ended before, stays ended`);
+  for (const id of endedFirst)
+    t.is(await redis.get(prefix + storeKeyOf(app, id)), null, `session ${id}, ended before, stays ended`);
 
   return {
     requests: ops.length,
