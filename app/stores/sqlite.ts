@@ -1,0 +1,415 @@
+/**
+ * Sessions in an SQLite file, through node:sqlite (built into Node 22.13 and later): they survive a
+ * restart with no server to run, for a single-instance service (GoFrame's own default storage is a
+ * file too). Same contract as the other stores (store.ts); docs/stores.md has the figures.
+ *
+ * One table, `sessions` (id, text, expires_at in ms since the epoch), and one statement per call, each
+ * prepared once: `get` is an UPDATE … RETURNING that renews the lifetime as it reads, `create` an
+ * INSERT … ON CONFLICT that replaces only an expired row, `update` an UPDATE of a live row, `destroy`
+ * a DELETE … RETURNING. An expired row counts as absent everywhere; the sweep deletes it later.
+ *
+ * The bound lives in the file, so that it holds whoever writes: a one-row table, `session_meta`, keeps
+ * the row count (triggers on insert and delete, never COUNT(*) per create) and the cap, and the insert
+ * trigger deletes the row with the smallest expires_at once the count passes the cap, in the same
+ * statement as the insert: the count never exceeds the cap. Under sliding expiry every call renews a
+ * session to the same SESSION_MAX_AGE, so the smallest expires_at is the least recently used session
+ * (and an expired one, if any is left). Plain LRU: unlike the memory store's segmented LRU, a flood of
+ * one-shot sessions can push out users who came back; disk is cheap, so the cap can be far higher.
+ *
+ * node:sqlite is synchronous: every call runs on the event loop. So the busy timeout is a few ms
+ * (a write lock held elsewhere gives a 503, never a blocked loop), and expired rows are deleted in
+ * small batches, one per event-loop turn, through the index on expires_at.
+ *
+ * Stored data is input: a row this app did not write (a NULL, a blob, a number where the text goes)
+ * reads as '', which the session layer discards like any other invalid value. The file is checked
+ * before use: PRAGMA application_id marks it as a session database of this app, and a database that
+ * has tables but not that mark is refused, never changed.
+ *
+ * node:sqlite is imported when a store is opened, never before, so the other stores keep working on
+ * Node 20, which lacks it.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { StartupError } from '../../config/index.ts';
+import type { Logger } from '../logger.ts';
+import { type SessionStore, type StoreHealth, StoreUnavailableError } from './store.ts';
+
+export interface SqliteStoreOptions {
+  /** The database file, as the operator gave it (SESSION_SQLITE_FILE); relative to the working directory. */
+  readonly file: string;
+  /** The most sessions held; a create past it evicts the least recently used one. */
+  readonly maxEntries: number;
+  /** How often the background sweep starts a pass over the expired rows. */
+  readonly sweepIntervalMs?: number;
+  /** Rows deleted per sweep step; the pass yields to the event loop between steps. */
+  readonly sweepBatchSize?: number;
+  /** Injectable clock for tests. */
+  readonly now?: () => number;
+  /** Where a failed sweep is reported (a failed call is a 503, logged by the app). */
+  readonly logger?: Logger;
+}
+
+/** Marks the file as a session database of this app ('kses' in ASCII): set once, checked at every open. */
+export const SQLITE_APPLICATION_ID = 0x6b736573;
+/** The schema's version (PRAGMA user_version); a file of another version is refused, not migrated. */
+export const SQLITE_SCHEMA_VERSION = 1;
+/** At start-up the process may wait for a lock (nothing else runs yet), e.g. another process's write. */
+const STARTUP_BUSY_TIMEOUT_MS = 1_000;
+/** While serving, a lock held elsewhere blocks the whole event loop for this long at most, then 503. */
+const BUSY_TIMEOUT_MS = 5;
+const DEFAULT_SWEEP_INTERVAL_MS = 5_000;
+const DEFAULT_SWEEP_BATCH_SIZE = 500;
+
+/**
+ * CHECK on expires_at: a row with a lifetime that is not an integer would compare as alive forever
+ * and never be swept, so the database refuses it, whoever writes. The text column takes anything: the
+ * store reads what it finds defensively.
+ */
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    text TEXT,
+    expires_at INTEGER NOT NULL CHECK (typeof(expires_at) = 'integer')
+  );
+  CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+  CREATE TABLE IF NOT EXISTS session_meta (entries INTEGER NOT NULL, max_entries INTEGER NOT NULL);
+  CREATE TRIGGER IF NOT EXISTS sessions_inserted AFTER INSERT ON sessions BEGIN
+    UPDATE session_meta SET entries = entries + 1;
+    DELETE FROM sessions WHERE rowid IN (
+      SELECT rowid FROM sessions WHERE id <> NEW.id ORDER BY expires_at
+      LIMIT (SELECT entries > max_entries FROM session_meta)
+    );
+  END;
+  CREATE TRIGGER IF NOT EXISTS sessions_deleted AFTER DELETE ON sessions BEGIN
+    UPDATE session_meta SET entries = entries - 1;
+  END;
+`;
+
+function messageOf(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)) || 'unknown error';
+}
+
+/** SQLite's primary result code of a node:sqlite error (extended codes keep it in the low byte). */
+function sqliteCode(error: unknown): number | undefined {
+  const code = (error as { errcode?: unknown } | null)?.errcode;
+  return typeof code === 'number' ? code & 0xff : undefined;
+}
+
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_READONLY = 8;
+const SQLITE_CORRUPT = 11;
+const SQLITE_CANTOPEN = 14;
+const SQLITE_NOTADB = 26;
+
+/** What went wrong opening the file, in the operator's words. */
+function describeOpenError(error: unknown): string {
+  switch (sqliteCode(error)) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return 'the database is locked by another process (a tool or another server holding a lock on it)';
+    case SQLITE_NOTADB:
+      return 'not an SQLite database (give a new file or a session database of this app)';
+    case SQLITE_CANTOPEN:
+      return `cannot be opened or created (${messageOf(error)}; is it a folder, or not writable?)`;
+    case SQLITE_READONLY:
+      return `cannot be written (${messageOf(error)})`;
+    case SQLITE_CORRUPT:
+      return `the database is corrupt (${messageOf(error)})`;
+    default:
+      return `cannot be used (${messageOf(error)})`;
+  }
+}
+
+const UTF8 = new TextDecoder();
+
+type NodeSqlite = typeof import('node:sqlite');
+
+/** node:sqlite, or a StartupError on a Node without it. */
+async function loadNodeSqlite(): Promise<NodeSqlite> {
+  try {
+    return await import('node:sqlite');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_UNKNOWN_BUILTIN_MODULE') throw error;
+    throw new StartupError(
+      'SESSION_STORE',
+      `SESSION_STORE=sqlite needs node:sqlite, in Node 22.13 and later; this is Node ${process.version}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Whether the file is a session database of this app ('ours') or holds nothing yet ('empty');
+ * throws the reason when it is anything else, before anything is written to it.
+ */
+function checkMarker(db: DatabaseSync): 'ours' | 'empty' {
+  const { application_id: applicationId } = db.prepare('PRAGMA application_id').get() as { application_id: number };
+  const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+  if (applicationId === SQLITE_APPLICATION_ID) {
+    if (version !== SQLITE_SCHEMA_VERSION)
+      throw new Error(
+        `a session database of schema version ${version}; this app reads version ${SQLITE_SCHEMA_VERSION}`,
+      );
+    return 'ours';
+  }
+  const tables = db
+    .prepare(
+      "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )
+    .all()
+    .map((row) => String(row.name));
+  if (applicationId !== 0 || version !== 0 || tables.length > 0) {
+    const shown = tables.length > 5 ? [...tables.slice(0, 5), '…'] : tables;
+    const holds = tables.length > 0 ? `tables ${shown.join(', ')}` : `application_id ${applicationId}`;
+    throw new Error(`a database of something else (${holds}), not a session database of this app; left untouched`);
+  }
+  return 'empty';
+}
+
+/** Checks the file, sets it up (WAL, schema, count, cap) in one write transaction, or throws why not. */
+function prepareDatabase(db: DatabaseSync, maxEntries: number): void {
+  db.exec(`PRAGMA busy_timeout = ${STARTUP_BUSY_TIMEOUT_MS}`);
+  checkMarker(db); // before WAL mode, which would change a foreign file
+  const { journal_mode: mode } = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
+  if (mode !== 'wal') throw new Error(`WAL mode could not be turned on (journal_mode is ${mode})`);
+  // NORMAL in WAL mode: a commit is not synced to disk, only checkpoints are. A crash of the process
+  // loses nothing; a power loss or an OS crash may undo the last writes (logins, logouts) but never
+  // corrupts the file (docs/stores.md).
+  db.exec('PRAGMA synchronous = NORMAL');
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    if (checkMarker(db) === 'empty') {
+      db.exec(`PRAGMA application_id = ${SQLITE_APPLICATION_ID}`);
+      db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
+    }
+    db.exec(SCHEMA);
+    // The count is recomputed once per start (one index scan), so a hand-edited meta row cannot
+    // unbound the store; the cap is this process's setting.
+    db.exec('DELETE FROM session_meta');
+    db.prepare('INSERT INTO session_meta (entries, max_entries) SELECT count(*), ? FROM sessions').run(maxEntries);
+    db.exec('COMMIT');
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+}
+
+/** ttlMs comes from the session layer and is always a positive integer; anything else is a bug there. */
+function checkTtl(ttlMs: number): void {
+  if (!(Number.isInteger(ttlMs) && ttlMs > 0)) throw new RangeError(`ttlMs must be a positive integer, not ${ttlMs}`);
+}
+
+export class SqliteStore implements SessionStore {
+  readonly kind = 'sqlite';
+  readonly #db: DatabaseSync;
+  readonly #now: () => number;
+  readonly #logger: Logger | undefined;
+  readonly #sweepBatchSize: number;
+  readonly #sweepTimer: NodeJS.Timeout;
+  readonly #get: StatementSync;
+  readonly #create: StatementSync;
+  readonly #update: StatementSync;
+  readonly #destroy: StatementSync;
+  readonly #entries: StatementSync;
+  readonly #sweepExpired: StatementSync;
+  readonly #trimExcess: StatementSync;
+  /** Whether text is read as bytes (see #textReadAsBytes in the constructor). */
+  readonly #textAsBytes: boolean;
+  #sweep: { done: Promise<void>; finish: () => void; keepAlive: boolean } | undefined;
+  #sweepStep: NodeJS.Immediate | undefined;
+  #closed = false;
+
+  private constructor(db: DatabaseSync, options: SqliteStoreOptions) {
+    this.#db = db;
+    this.#now = options.now ?? Date.now;
+    this.#logger = options.logger;
+    this.#sweepBatchSize = Math.max(1, options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH_SIZE);
+    // Node 22's node:sqlite cuts text it reads at the first U+0000 (later lines do not): there, text
+    // is read back as its UTF-8 bytes and decoded here, so that any text round-trips.
+    this.#textAsBytes = String(db.prepare("SELECT 'a' || char(0) || 'b' AS text").get()?.text).length !== 3;
+    const text = this.#textAsBytes ? "CASE WHEN typeof(text) = 'text' THEN CAST(text AS BLOB) END AS text" : 'text';
+    this.#get = db.prepare(`UPDATE sessions SET expires_at = ? WHERE id = ? AND expires_at > ? RETURNING ${text}`);
+    this.#create = db.prepare(
+      'INSERT INTO sessions (id, text, expires_at) VALUES (?, ?, ?) ' +
+        'ON CONFLICT (id) DO UPDATE SET text = excluded.text, expires_at = excluded.expires_at ' +
+        'WHERE sessions.expires_at <= ?',
+    );
+    this.#update = db.prepare('UPDATE sessions SET text = ?, expires_at = ? WHERE id = ? AND expires_at > ?');
+    this.#destroy = db.prepare('DELETE FROM sessions WHERE id = ? RETURNING expires_at');
+    this.#entries = db.prepare('SELECT entries FROM session_meta');
+    this.#sweepExpired = db.prepare(
+      'DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at <= ? LIMIT ?)',
+    );
+    // Rows past the cap, least recently used first: only after SESSION_MAX_ENTRIES was lowered.
+    this.#trimExcess = db.prepare(
+      'DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions ORDER BY expires_at ' +
+        'LIMIT min(?, max(0, (SELECT entries - max_entries FROM session_meta))))',
+    );
+    // unref: a pending sweep never keeps the process alive.
+    this.#sweepTimer = setInterval(
+      () => void this.#startSweep(false),
+      options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS,
+    ).unref();
+  }
+
+  /**
+   * Opens (creating it and its folder if missing) and checks the file. Every reason it cannot be used
+   * (no node:sqlite, a folder, no permission, a lock held by another process, not a session database)
+   * is a StartupError: one line naming SESSION_SQLITE_FILE, or SESSION_STORE for a Node without node:sqlite.
+   */
+  static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
+    const { maxEntries } = options;
+    if (!(Number.isSafeInteger(maxEntries) && maxEntries > 0))
+      throw new RangeError(`maxEntries must be a positive integer, not ${maxEntries}`);
+    const { DatabaseSync } = await loadNodeSqlite();
+    const path = resolve(options.file);
+    const shown = `SESSION_SQLITE_FILE=${JSON.stringify(options.file)}${path === options.file ? '' : ` (${path})`}`;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (error) {
+      throw new StartupError('SESSION_SQLITE_FILE', `${shown}: cannot create its folder (${messageOf(error)})`, {
+        cause: error,
+      });
+    }
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path);
+    } catch (error) {
+      throw new StartupError('SESSION_SQLITE_FILE', `${shown}: ${describeOpenError(error)}`, { cause: error });
+    }
+    try {
+      prepareDatabase(db, maxEntries);
+      return new SqliteStore(db, options);
+    } catch (error) {
+      db.close();
+      const reason = sqliteCode(error) === undefined ? messageOf(error) : describeOpenError(error);
+      throw new StartupError('SESSION_SQLITE_FILE', `${shown}: ${reason}`, { cause: error });
+    }
+  }
+
+  async get(id: string, ttlMs: number): Promise<string | undefined> {
+    checkTtl(ttlMs);
+    const now = this.#now();
+    const row = this.#run(() => this.#get.get(now + ttlMs, id, now));
+    if (row === undefined) return undefined;
+    if (typeof row.text === 'string') return row.text;
+    if (this.#textAsBytes && row.text instanceof Uint8Array) return UTF8.decode(row.text);
+    // Not text (NULL, a blob: not what this app writes): '' is discarded by the session layer.
+    return '';
+  }
+
+  async create(id: string, text: string, ttlMs: number): Promise<boolean> {
+    checkTtl(ttlMs);
+    const now = this.#now();
+    return this.#run(() => this.#create.run(id, text, now + ttlMs, now)).changes === 1;
+  }
+
+  async update(id: string, text: string, ttlMs: number): Promise<boolean> {
+    checkTtl(ttlMs);
+    const now = this.#now();
+    return this.#run(() => this.#update.run(text, now + ttlMs, id, now)).changes === 1;
+  }
+
+  async destroy(id: string): Promise<boolean> {
+    const now = this.#now();
+    // Deletes an expired row too; it counts as absent.
+    const row = this.#run(() => this.#destroy.get(id));
+    return row !== undefined && Number(row.expires_at) > now;
+  }
+
+  /** { ok, sessions } with the row count, expired rows not yet swept included; ok: false when it cannot be read. */
+  async health(): Promise<StoreHealth> {
+    try {
+      return { ok: true, sessions: await this.size() };
+    } catch {
+      return { ok: false };
+    }
+  }
+
+  /** The number of rows, expired ones not yet swept included (the count the cap applies to). */
+  async size(): Promise<number> {
+    return Number(this.#run(() => this.#entries.get())?.entries);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#sweepTimer);
+    this.#endSweep();
+    this.#db.close();
+  }
+
+  /**
+   * Starts a sweep pass right away (the timer does the same) and resolves when it ends, or when
+   * close() stops it; while a pass is under way, returns that pass's promise. The first step runs
+   * before this returns. A pass the timer started never keeps the process alive; one asked for here
+   * does, so that the promise settles.
+   */
+  sweep(): Promise<void> {
+    return this.#startSweep(true);
+  }
+
+  /** Runs one statement; any failure of the database (a lock held elsewhere, a full disk) is a 503. */
+  #run<T>(statement: () => T): T {
+    if (this.#closed) throw new StoreUnavailableError('sqlite store is closed');
+    try {
+      return statement();
+    } catch (error) {
+      throw new StoreUnavailableError(`sqlite: ${messageOf(error)}`, { cause: error });
+    }
+  }
+
+  #startSweep(keepAlive: boolean): Promise<void> {
+    if (this.#sweep) {
+      if (keepAlive && !this.#sweep.keepAlive) {
+        this.#sweep.keepAlive = true;
+        this.#sweepStep?.ref();
+      }
+      return this.#sweep.done;
+    }
+    if (this.#closed) return Promise.resolve();
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    this.#sweep = { done, finish, keepAlive };
+    this.#sweepBatch();
+    return done;
+  }
+
+  /**
+   * One step: up to sweepBatchSize expired rows, then (once none are left) rows past a lowered cap;
+   * the next step waits for the next turn of the event loop, so requests run in between.
+   */
+  #sweepBatch(): void {
+    this.#sweepStep = undefined;
+    const sweep = this.#sweep;
+    if (!sweep) return;
+    const batch = this.#sweepBatchSize;
+    let deleted: number;
+    try {
+      deleted = Number(this.#sweepExpired.run(this.#now(), batch).changes);
+      if (deleted < batch) deleted += Number(this.#trimExcess.run(batch - deleted).changes);
+    } catch (error) {
+      // The next pass tries again; calls meanwhile answer for themselves (503 if the database fails).
+      this.#logger?.warn({ err: messageOf(error) }, 'sqlite session sweep failed; retrying at the next pass');
+      this.#endSweep();
+      return;
+    }
+    if (deleted < batch) {
+      this.#endSweep();
+      return;
+    }
+    this.#sweepStep = setImmediate(() => this.#sweepBatch());
+    if (!sweep.keepAlive) this.#sweepStep.unref();
+  }
+
+  #endSweep(): void {
+    if (this.#sweepStep) clearImmediate(this.#sweepStep);
+    this.#sweepStep = undefined;
+    const sweep = this.#sweep;
+    this.#sweep = undefined;
+    sweep?.finish();
+  }
+}
