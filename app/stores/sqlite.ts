@@ -17,8 +17,9 @@
  * one-shot sessions can push out users who came back; disk is cheap, so the cap can be far higher.
  *
  * node:sqlite is synchronous: every call runs on the event loop. So the busy timeout is a few ms
- * (a write lock held elsewhere gives a 503, never a blocked loop), and expired rows are deleted in
- * small batches, one per event-loop turn, through the index on expires_at.
+ * (a write lock held elsewhere gives a 503, never a blocked loop), expired rows are deleted in small
+ * batches a timer tick apart, through the index on expires_at, and the checkpoints that copy the
+ * write-ahead log into the file run on a worker thread (sqlite-checkpointer.ts).
  *
  * Stored data is input: a row this app did not write (a NULL, a blob, a number where the text goes)
  * reads as '', which the session layer discards like any other invalid value. The file is checked
@@ -33,6 +34,7 @@ import { dirname, resolve } from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { StartupError } from '../../config/index.ts';
 import type { Logger } from '../logger.ts';
+import { type Checkpointer, startCheckpointer } from './sqlite-checkpointer.ts';
 import { type SessionStore, type StoreHealth, StoreUnavailableError } from './store.ts';
 
 export interface SqliteStoreOptions {
@@ -42,10 +44,12 @@ export interface SqliteStoreOptions {
   readonly maxEntries: number;
   /** How often the background sweep starts a pass over the expired rows. */
   readonly sweepIntervalMs?: number;
-  /** Rows deleted per sweep step; the pass yields to the event loop between steps. */
+  /** Rows deleted per sweep step; the pass waits for a timer tick between steps. */
   readonly sweepBatchSize?: number;
   /** Injectable clock for tests. */
   readonly now?: () => number;
+  /** Checkpoints on a worker thread (sqlite-checkpointer.ts); true by default, false to compare. */
+  readonly checkpointInWorker?: boolean;
   /** Where a failed sweep is reported (a failed call is a 503, logged by the app). */
   readonly logger?: Logger;
 }
@@ -59,7 +63,17 @@ const STARTUP_BUSY_TIMEOUT_MS = 1_000;
 /** While serving, a lock held elsewhere blocks the whole event loop for this long at most, then 503. */
 const BUSY_TIMEOUT_MS = 5;
 const DEFAULT_SWEEP_INTERVAL_MS = 5_000;
-const DEFAULT_SWEEP_BATCH_SIZE = 500;
+/** Log pages past which the store's own connection checkpoints, should the worker fall behind. */
+const BACKSTOP_CHECKPOINT_PAGES = 2_000;
+/** The log file is cut back to this after a burst of writes (a long sweep) made it grow. */
+const LOG_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
+/**
+ * Between two sweep steps: a timer tick, not just the next turn of the event loop, so that a long sweep
+ * takes at most about half of the loop, and the checkpointer has moments to catch up with it.
+ */
+const SWEEP_PAUSE_MS = 1;
+/** About 1 ms of work per step (docs/stores.md). */
+const DEFAULT_SWEEP_BATCH_SIZE = 100;
 
 /**
  * CHECK on expires_at: a row with a lifetime that is not an integer would compare as alive forever
@@ -216,14 +230,16 @@ export class SqliteStore implements SessionStore {
   readonly #entries: StatementSync;
   readonly #sweepExpired: StatementSync;
   readonly #trimExcess: StatementSync;
-  /** Whether text is read as bytes (see #textReadAsBytes in the constructor). */
+  /** Whether get reads text as its bytes (Node 22: see the constructor). */
   readonly #textAsBytes: boolean;
+  readonly #checkpointer: Checkpointer | undefined;
   #sweep: { done: Promise<void>; finish: () => void; keepAlive: boolean } | undefined;
-  #sweepStep: NodeJS.Immediate | undefined;
+  #sweepStep: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(db: DatabaseSync, options: SqliteStoreOptions) {
+  private constructor(db: DatabaseSync, path: string, options: SqliteStoreOptions) {
     this.#db = db;
+    db.exec(`PRAGMA journal_size_limit = ${LOG_SIZE_LIMIT_BYTES}`);
     this.#now = options.now ?? Date.now;
     this.#logger = options.logger;
     this.#sweepBatchSize = Math.max(1, options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH_SIZE);
@@ -248,6 +264,12 @@ export class SqliteStore implements SessionStore {
       'DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions ORDER BY expires_at ' +
         'LIMIT min(?, max(0, (SELECT entries - max_entries FROM session_meta))))',
     );
+    if (options.checkpointInWorker !== false) {
+      // SQLite's own checkpoint after a commit (at 1,000 log pages by default) stays as the backstop, at
+      // a threshold the worker keeps the log under: when it does run, little is left for it to copy.
+      db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
+      this.#checkpointer = startCheckpointer(path);
+    }
     // unref: a pending sweep never keeps the process alive.
     this.#sweepTimer = setInterval(
       () => void this.#startSweep(false),
@@ -282,7 +304,7 @@ export class SqliteStore implements SessionStore {
     }
     try {
       prepareDatabase(db, maxEntries);
-      return new SqliteStore(db, options);
+      return new SqliteStore(db, path, options);
     } catch (error) {
       db.close();
       const reason = sqliteCode(error) === undefined ? messageOf(error) : describeOpenError(error);
@@ -293,7 +315,10 @@ export class SqliteStore implements SessionStore {
   async get(id: string, ttlMs: number): Promise<string | undefined> {
     checkTtl(ttlMs);
     const now = this.#now();
-    const row = this.#run(() => this.#get.get(now + ttlMs, id, now));
+    // all(), not get(), for a statement with RETURNING: get() resets it after the first row, before
+    // SQLite has finished it, and SQLite checkpoints only after a finished statement: the log would grow
+    // without bound (250 MB after 20k reads).
+    const [row] = this.#run(() => this.#get.all(now + ttlMs, id, now));
     if (row === undefined) return undefined;
     if (typeof row.text === 'string') return row.text;
     if (this.#textAsBytes && row.text instanceof Uint8Array) return UTF8.decode(row.text);
@@ -315,8 +340,8 @@ export class SqliteStore implements SessionStore {
 
   async destroy(id: string): Promise<boolean> {
     const now = this.#now();
-    // Deletes an expired row too; it counts as absent.
-    const row = this.#run(() => this.#destroy.get(id));
+    // Deletes an expired row too; it counts as absent. all(), as in get().
+    const [row] = this.#run(() => this.#destroy.all(id));
     return row !== undefined && Number(row.expires_at) > now;
   }
 
@@ -339,6 +364,8 @@ export class SqliteStore implements SessionStore {
     this.#closed = true;
     clearInterval(this.#sweepTimer);
     this.#endSweep();
+    // The worker's connection first: the last connection to close checkpoints the whole log.
+    await this.#checkpointer?.stop();
     this.#db.close();
   }
 
@@ -352,12 +379,16 @@ export class SqliteStore implements SessionStore {
     return this.#startSweep(true);
   }
 
-  /** Runs one statement; any failure of the database (a lock held elsewhere, a full disk) is a 503. */
+  /**
+   * Runs one statement. A failure of the database (a lock held elsewhere, a full disk, an I/O error)
+   * is a 503; anything else (a value that cannot be bound) is a bug of the caller and stays what it is.
+   */
   #run<T>(statement: () => T): T {
     if (this.#closed) throw new StoreUnavailableError('sqlite store is closed');
     try {
       return statement();
     } catch (error) {
+      if (sqliteCode(error) === undefined) throw error;
       throw new StoreUnavailableError(`sqlite: ${messageOf(error)}`, { cause: error });
     }
   }
@@ -401,12 +432,12 @@ export class SqliteStore implements SessionStore {
       this.#endSweep();
       return;
     }
-    this.#sweepStep = setImmediate(() => this.#sweepBatch());
+    this.#sweepStep = setTimeout(() => this.#sweepBatch(), SWEEP_PAUSE_MS);
     if (!sweep.keepAlive) this.#sweepStep.unref();
   }
 
   #endSweep(): void {
-    if (this.#sweepStep) clearImmediate(this.#sweepStep);
+    clearTimeout(this.#sweepStep);
     this.#sweepStep = undefined;
     const sweep = this.#sweep;
     this.#sweep = undefined;
