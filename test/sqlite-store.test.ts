@@ -387,31 +387,39 @@ if (nodeSqlite === undefined) {
   // ---------------------------------------------------------------------------------------------
   // The sweep.
 
-  test('the sweep deletes expired rows in batches, a timer tick apart, and keeps the live ones', async (t) => {
-    const clock = manualClock();
-    const { store, file } = await openStore(t, {
-      maxEntries: 10_000,
-      sweepBatchSize: 100,
-      sweepIntervalMs: 2 ** 31 - 1,
-      now: () => clock.now,
+  for (const [pace, checkpointInWorker] of [
+    ["each after the worker's checkpoint of the one before", true],
+    ['a timer tick apart (without the checkpoint worker)', false],
+  ] as const) {
+    test(`the sweep deletes expired rows in batches, ${pace}, and keeps the live ones`, async (t) => {
+      const clock = manualClock();
+      const { store, file } = await openStore(t, {
+        maxEntries: 10_000,
+        sweepBatchSize: 100,
+        sweepIntervalMs: 2 ** 31 - 1,
+        checkpointInWorker,
+        now: () => clock.now,
+      });
+      const db = connect(t, file);
+      for (let i = 0; i < 1_000; i++) {
+        t.true(await store.create(`expired${i}`, 'x', 1_000));
+        // A yield now and then: a thousand calls in a row would hold this worker's event loop for long.
+        if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+      for (let i = 0; i < 10; i++) t.true(await store.create(`live${i}`, 'x', 100_000));
+      clock.advance(1_000);
+      const sweeping = store.sweep();
+      t.is(countRows(db), 910, 'the first step runs before sweep() returns');
+      t.is(await store.get('live0', 100_000), 'x', 'calls are answered between steps');
+      if (!checkpointInWorker) {
+        await sleep(1); // a timer set after the sweep's, as long: it fires after it
+        t.true(countRows(db) < 910, 'the next step comes with a timer tick');
+      }
+      await sweeping;
+      t.deepEqual(Object.keys(rows(db)).sort(), Array.from({ length: 10 }, (_, i) => `live${i}`).sort());
+      t.is(await store.size(), 10);
     });
-    const db = connect(t, file);
-    for (let i = 0; i < 1_000; i++) {
-      t.true(await store.create(`expired${i}`, 'x', 1_000));
-      // A yield now and then: a thousand calls in a row would hold this worker's event loop for long.
-      if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
-    for (let i = 0; i < 10; i++) t.true(await store.create(`live${i}`, 'x', 100_000));
-    clock.advance(1_000);
-    const sweeping = store.sweep();
-    t.is(countRows(db), 910, 'the first step runs before sweep() returns');
-    t.is(await store.get('live0', 100_000), 'x', 'calls are answered between steps');
-    await sleep(1);
-    t.true(countRows(db) < 910, 'the next step comes with a timer tick');
-    await sweeping;
-    t.deepEqual(Object.keys(rows(db)).sort(), Array.from({ length: 10 }, (_, i) => `live${i}`).sort());
-    t.is(await store.size(), 10);
-  });
+  }
 
   test('the sweep runs by itself on its timer', async (t) => {
     const clock = manualClock();

@@ -17,9 +17,10 @@
  * one-shot sessions can push out users who came back; disk is cheap, so the cap can be far higher.
  *
  * node:sqlite is synchronous: every call runs on the event loop. So the busy timeout is a few ms
- * (a write lock held elsewhere gives a 503, never a blocked loop), expired rows are deleted in small
- * batches a timer tick apart, through the index on expires_at, and the checkpoints that copy the
- * write-ahead log into the file run on a worker thread (sqlite-checkpointer.ts).
+ * (a write lock held elsewhere gives a 503, never a blocked loop), the checkpoints that copy the
+ * write-ahead log into the file run on a worker thread (sqlite-checkpointer.ts), and expired rows are
+ * deleted in small batches through the index on expires_at, each after the worker has checkpointed
+ * the one before.
  *
  * Stored data is input: a row this app did not write (a NULL, a blob, a number where the text goes)
  * reads as '', which the session layer discards like any other invalid value. The file is checked
@@ -68,11 +69,11 @@ const BACKSTOP_CHECKPOINT_PAGES = 2_000;
 /** The log file is cut back to this after a burst of writes (a long sweep) made it grow. */
 const LOG_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
 /**
- * Between two sweep steps: a timer tick, not just the next turn of the event loop, so that a long sweep
- * takes at most about half of the loop, and the checkpointer has moments to catch up with it.
+ * Between two sweep steps without the checkpoint worker: a timer tick, not just the next turn of the
+ * event loop, so that a long sweep takes at most about half of the loop.
  */
 const SWEEP_PAUSE_MS = 1;
-/** About 1 ms of work per step (docs/stores.md). */
+/** About a millisecond of work per step (docs/stores.md). */
 const DEFAULT_SWEEP_BATCH_SIZE = 100;
 
 /**
@@ -317,7 +318,7 @@ export class SqliteStore implements SessionStore {
     const now = this.#now();
     // all(), not get(), for a statement with RETURNING: get() resets it after the first row, before
     // SQLite has finished it, and SQLite checkpoints only after a finished statement: the log would grow
-    // without bound (250 MB after 20k reads).
+    // without bound (docs/stores.md).
     const [row] = this.#run(() => this.#get.all(now + ttlMs, id, now));
     if (row === undefined) return undefined;
     if (typeof row.text === 'string') return row.text;
@@ -410,8 +411,9 @@ export class SqliteStore implements SessionStore {
   }
 
   /**
-   * One step: up to sweepBatchSize expired rows, then (once none are left) rows past a lowered cap;
-   * the next step waits for the next turn of the event loop, so requests run in between.
+   * One step: up to sweepBatchSize expired rows, then (once none are left) rows past a lowered cap.
+   * The next step waits for the worker's checkpoint of this one, or without the worker for a timer
+   * tick; requests run in between either way.
    */
   #sweepBatch(): void {
     this.#sweepStep = undefined;
@@ -430,6 +432,14 @@ export class SqliteStore implements SessionStore {
     }
     if (deleted < batch) {
       this.#endSweep();
+      return;
+    }
+    if (this.#checkpointer) {
+      // The next step once the worker has checkpointed this one: the sweep goes at the pace of the
+      // checkpoints, so the log stays short and SQLite's own checkpoint (on this thread) never has to run.
+      void this.#checkpointer.pass(sweep.keepAlive).then(() => {
+        if (this.#sweep === sweep) this.#sweepBatch();
+      });
       return;
     }
     this.#sweepStep = setTimeout(() => this.#sweepBatch(), SWEEP_PAUSE_MS);
