@@ -22,17 +22,18 @@ for (const [, , action, indent, indented] of steps) {
     .map((line) => (line.startsWith(indent) ? line.slice(indent.length) : line.trimStart()))
     .join('\n')}\n`;
   console.log(`step ${stage}: ${action}`);
-  let match;
+  const write = /^write (\S+)$/.exec(action);
+  const insert = /^insert into (\S+) after "(.+)"$/.exec(action);
   if (action === 'run') {
     try {
       execFileSync('bash', ['-euo', 'pipefail', '-c', block], { stdio: 'inherit' });
     } catch (error) {
       fail(`step ${stage}: the commands failed (exit ${error.status}):\n${block}`);
     }
-  } else if ((match = /^write (\S+)$/.exec(action))) {
-    writeFileSync(match[1], block);
-  } else if ((match = /^insert into (\S+) after "(.+)"$/.exec(action))) {
-    insertAfter(match[1], match[2], block);
+  } else if (write) {
+    writeFileSync(write[1], block);
+  } else if (insert) {
+    insertAfter(insert[1], insert[2], block);
   } else {
     fail(`unknown step: ${action}`);
   }

@@ -1,9 +1,12 @@
 /**
  * The app's one error boundary. Errors Koa or a handler marks as safe to show (4xx with
  * `expose`) keep their status and message; a store outage answers 503; anything else is a bug,
- * answered 500 with a generic body and logged once, with its stack, on the server only.
+ * answered 500 with a generic body and logged once, with its stack, on the server only. The 503s are
+ * not logged one by one (an outage under load would flood the log): they are counted, and summarized
+ * in one line per interval (app/log-summary.ts); the store logs the outage itself when it starts and ends.
  */
 import type { Middleware } from 'koa';
+import { summarizedWarning } from './log-summary.ts';
 import type { Logger } from './logger.ts';
 import { StoreUnavailableError } from './stores/store.ts';
 
@@ -13,6 +16,10 @@ interface HttpError extends Error {
 }
 
 export function errorHandler(logger: Logger): Middleware {
+  const unavailable = summarizedWarning(
+    logger,
+    (count) => `${count} ${count === 1 ? 'request' : 'requests'} answered 503: session store unavailable`,
+  );
   return async function handleErrors(ctx, next) {
     try {
       await next();
@@ -22,10 +29,7 @@ export function errorHandler(logger: Logger): Middleware {
       ctx.res.removeHeader('Set-Cookie');
       ctx.set('Cache-Control', 'no-store');
       if (error instanceof StoreUnavailableError) {
-        logger.warn(
-          { method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error.message },
-          'session store unavailable',
-        );
+        unavailable.add({ method: ctx.method, path: ctx.path, requestId: ctx.state.requestId, err: error.message });
         ctx.status = 503;
         ctx.set('Retry-After', '1');
         ctx.body = { error: 'Service Unavailable', message: 'The session store is unavailable; try again shortly.' };

@@ -1,9 +1,10 @@
 /**
  * Logs through pino: one JSON object per line on standard output (`level` as a word, `time` as ISO
  * 8601, `msg`), which any log shipper parses. Written asynchronously and buffered (pino.destination
- * with sync: false): a request never waits for the terminal or the pipe; lines collect until 4 KiB or
+ * with sync: false): a request never waits for the terminal or the pipe; lines collect until 64 KiB or
  * FLUSH_INTERVAL_MS, whichever comes first, and go out in one write. The process exits through
- * exitAfterLogs(), which waits for every write to land, in order.
+ * exitAfterLogs(), which waits for every write to land, in order; after a fatal line, and when the
+ * process exits, what is pending is written synchronously.
  *
  * LOG_FORMAT=pretty (or auto in a development terminal) prints human-readable lines through
  * pino-pretty, a development dependency: without it, auto stays JSON.
@@ -11,6 +12,7 @@
 import { createRequire } from 'node:module';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { type LogFormat, type LogLevel, StartupError } from '../config/index.ts';
+import { flushLogSummaries } from './log-summary.ts';
 
 export type { Logger };
 
@@ -32,17 +34,108 @@ function prettyPrinterInstalled(): boolean {
   }
 }
 
-/** Lines are written in batches of about this many bytes... */
-const BUFFER_BYTES = 4_096;
+/**
+ * Lines are written in batches of about this many bytes... Each write goes to a thread of libuv's pool
+ * and its end is reported back: switches between threads that cost a busy server more than the lines
+ * themselves unless spread over many lines (docs/benchmark.md).
+ */
+const BUFFER_BYTES = 65_536;
 /** ...or at least this often, so a quiet server's lines still show up at once to a person watching. */
 const FLUSH_INTERVAL_MS = 100;
+
+/**
+ * Errors as pino shows them, less what a request put in them: Node's HTTP parse errors carry the raw
+ * bytes received (`rawPacket`), session cookies and Authorization headers included.
+ */
+function serializeError(error: unknown): unknown {
+  const shown = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown>;
+  if (shown !== null && typeof shown === 'object' && 'rawPacket' in shown) delete shown.rawPacket;
+  return shown;
+}
+
+let timeMs = 0;
+let timeText = '';
+
+/**
+ * The time as ISO 8601 (`2026-12-06T20:56:18.123Z`), made once per millisecond: a busy server writes
+ * many lines within one, and formatting a Date was a large part of the cost of pino's own line.
+ */
+export function isoTime(): string {
+  const now = Date.now();
+  if (now !== timeMs) {
+    timeMs = now;
+    timeText = new Date(now).toISOString();
+  }
+  return timeText;
+}
 
 const OPTIONS: pino.LoggerOptions = {
   // Only what each line says: no pid or hostname (the platform adds its own).
   base: undefined,
-  timestamp: pino.stdTimeFunctions.isoTime,
+  serializers: { err: serializeError },
+  timestamp: () => `,"time":"${isoTime()}"`,
   formatters: { level: (label) => ({ level: label }) },
 };
+
+/** pino's destination (sonic-boom), here in its mode for bytes: it writes what it is given as is. */
+interface ByteDestination {
+  write(bytes: Buffer): boolean;
+  flush(callback?: (error?: Error) => void): void;
+  flushSync(): void;
+}
+
+/**
+ * Gathers lines, as UTF-8, and hands them to pino's destination a batch at a time; it writes each
+ * batch at once, or right after the write under way. sonic-boom could gather the lines itself, but
+ * for text it measures the byte length of all it holds on every line it is given, which copies it
+ * (docs/benchmark.md); here each line is encoded once, as it comes. Every line goes through here, in
+ * order; flush() and flushSync() hand over what is gathered first, so pino's flushes (exitAfterLogs,
+ * a fatal line) lose nothing.
+ */
+class LineBatch implements DestinationStream {
+  readonly #bytes = Buffer.allocUnsafe(2 * BUFFER_BYTES);
+  #length = 0;
+  readonly #destination: ByteDestination;
+
+  constructor(destination: ByteDestination) {
+    this.#destination = destination;
+  }
+
+  write(line: string): void {
+    // A UTF-16 unit takes at most 3 bytes in UTF-8: a line that might not fit starts a new batch, and
+    // one larger than a batch (a long stack) goes on its own.
+    if (3 * line.length > this.#bytes.length - this.#length) {
+      this.handOver();
+      if (3 * line.length > this.#bytes.length) {
+        this.#destination.write(Buffer.from(line));
+        return;
+      }
+    }
+    this.#length += this.#bytes.write(line, this.#length);
+    if (this.#length >= BUFFER_BYTES) this.handOver();
+  }
+
+  /** Starts writing what is gathered (asynchronously). */
+  handOver(): void {
+    if (this.#length === 0) return;
+    // A copy: the destination keeps it until it is written, and this buffer takes the next batch.
+    const batch = Buffer.from(this.#bytes.subarray(0, this.#length));
+    this.#length = 0;
+    this.#destination.write(batch);
+  }
+
+  /** Writes what is gathered; `callback` once every write has landed (pino's logger.flush). */
+  flush(callback?: (error?: Error) => void): void {
+    this.handOver();
+    this.#destination.flush(callback);
+  }
+
+  /** Writes what is gathered before returning (pino calls it after a fatal line). */
+  flushSync(): void {
+    this.handOver();
+    this.#destination.flushSync();
+  }
+}
 
 /** Whether LOG_FORMAT asks for human-readable lines here. */
 export function wantsPrettyLines(
@@ -74,11 +167,30 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
       transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'requestId' } },
     });
   }
-  const stdout = pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES });
-  // The destination's own flush, not logger.flush(): that one passes a callback, which makes the
-  // destination fsync standard output every time (on a file, a disk sync ten times a second).
-  setInterval(() => stdout.flush(), FLUSH_INTERVAL_MS).unref(); // nothing destroys it: the process exits with it
+  // minLength 1: the destination writes whatever it is handed (LineBatch makes the batches), and its
+  // flush(callback) still waits for the write under way (with 0 it would call back at once).
+  const bytesOut = pino.destination({ dest: 1, sync: false, minLength: 1, contentMode: 'buffer' });
+  const stdout = new LineBatch(bytesOut as unknown as ByteDestination);
+  // A hand-over, not logger.flush(): that one passes a callback, which makes the destination fsync
+  // standard output every time (on a file, a disk sync ten times a second).
+  setInterval(() => stdout.handOver(), FLUSH_INTERVAL_MS).unref(); // nothing destroys it: the process exits with it
+  // pino writes what its destination holds when the process exits; what is gathered here goes first.
+  process.prependListener('exit', () => {
+    try {
+      stdout.flushSync();
+    } catch {
+      // standard output is closed or gone: nothing more can be written
+    }
+  });
   return pino(options, stdout);
+}
+
+/**
+ * Where the logger writes its lines: a line written here by hand (app/request-log.ts) takes its place
+ * among pino's own, in order, and is flushed with them.
+ */
+export function destinationOf(logger: Logger): DestinationStream {
+  return (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];
 }
 
 /** A logger that writes nothing (tests, tools). */
@@ -87,11 +199,13 @@ export function silentLogger(): Logger {
 }
 
 /**
- * Exits once every log line is written, in order. The destination writes asynchronously, and on
- * process.exit its last synchronous flush could overtake a write still under way (the lines came out
- * swapped); pino's flush callback waits for both, and a stuck stdout for at most a second.
+ * Exits once every log line is written, in order (the summaries still counting are written first:
+ * app/log-summary.ts). The destination writes asynchronously, and on process.exit its last synchronous
+ * flush could overtake a write still under way (the lines came out swapped); pino's flush callback
+ * waits for both, and a stuck stdout for at most a second.
  */
 export function exitAfterLogs(logger: Logger, code: number): void {
+  flushLogSummaries(logger);
   setTimeout(() => process.exit(code), 1_000).unref();
   logger.flush(() => process.exit(code));
 }

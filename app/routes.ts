@@ -13,5 +13,6 @@ import { addSeedRoutes } from './seed/routes.ts';
 import type { SessionMiddleware } from './session/middleware.ts';
 
 export function addRoutes(router: Router, session: SessionMiddleware): void {
+  // Yours go here, e.g. router.get('/me', session.read, (ctx) => { ctx.body = ctx.session.toJSON(); });
   addSeedRoutes(router, session);
 }

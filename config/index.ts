@@ -37,10 +37,15 @@ export const SETTING_NAMES = [
   'SESSION_MAX_LIFETIME',
   'SESSION_MAX_ENTRIES',
   'SESSION_KEYS',
+  'SESSION_MAX_PER_USER',
+  'SESSION_HEADER',
   'SESSION_COOKIE_NAME',
   'SESSION_COOKIE_SECURE',
   'SESSION_COOKIE_SAMESITE',
   'REDIS_URL',
+  'REDIS_CLUSTER_NODES',
+  'REDIS_SENTINEL_NODES',
+  'REDIS_SENTINEL_MASTER',
   'REDIS_KEY_PREFIX',
   'REDIS_CONNECT_TIMEOUT',
   'REDIS_COMMAND_TIMEOUT',
@@ -98,11 +103,35 @@ export interface SessionConfig {
   readonly keys: readonly string[];
   /** True when no SESSION_KEYS were given and a random key was made for this process (development only). */
   readonly keysAreEphemeral: boolean;
+  /** The most signed-in sessions one user keeps; signing in past it signs out the least recently used. */
+  readonly maxPerUser: number;
+  /** The request and response header that carries the signed session id for API clients; '' when off. */
+  readonly header: string;
   readonly cookie: CookieConfig;
 }
 
+export interface RedisNodeAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * A Redis deployment other than one server, from which setting is given: REDIS_CLUSTER_NODES (a Redis
+ * Cluster, found through those seed nodes), or REDIS_SENTINEL_NODES with REDIS_SENTINEL_MASTER (the master
+ * those Sentinels name, followed through failovers).
+ */
+export type RedisTopology =
+  | { readonly kind: 'cluster'; readonly nodes: readonly RedisNodeAddress[] }
+  | { readonly kind: 'sentinel'; readonly nodes: readonly RedisNodeAddress[]; readonly masterName: string };
+
 export interface RedisConfig {
+  /**
+   * The server, with a Redis server alone. With a Cluster or Sentinel, only its user, password and scheme
+   * (rediss:// for TLS) count, and with Sentinel its database: they apply to every data node.
+   */
   readonly url: string;
+  /** A Cluster or Sentinels; absent for the one server at `url`. */
+  readonly topology?: RedisTopology;
   readonly keyPrefix: string;
   readonly connectTimeoutMs: number;
   readonly commandTimeoutMs: number;
@@ -137,6 +166,51 @@ const DEVELOPMENT_ENVIRONMENTS = ['development', 'test'];
 const SECURE_ONLY_PREFIXES = ['__Host-', '__Secure-'];
 /** RFC 6265 cookie-name characters (an HTTP token). */
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * Header names SESSION_HEADER must not take: ones HTTP, browsers, proxies or this app give a meaning of
+ * their own (the session id in Cookie or Authorization would be read by code that expects something else).
+ */
+const RESERVED_HEADERS = new Set([
+  'accept',
+  'authorization',
+  'cache-control',
+  'connection',
+  'content-length',
+  'content-type',
+  'cookie',
+  'host',
+  'keep-alive',
+  'origin',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'set-cookie',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'user-agent',
+  'vary',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+]);
+
+function readSessionHeader(env: Environment): string {
+  const name = readString(env, 'SESSION_HEADER', '');
+  if (name === '') return '';
+  if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase()) || /^sec-/i.test(name)) {
+    throw new ConfigError(
+      'SESSION_HEADER',
+      name,
+      "empty (off) or an HTTP header name of letters, digits and !#$%&'*+-.^_`|~ (X-Session-Id, say), " +
+        'not one HTTP or browsers already use (Cookie, Authorization, Sec-…)',
+    );
+  }
+  return name;
+}
 
 function readSessionKeys(
   env: Environment,
@@ -201,30 +275,40 @@ function readCookie(env: Environment): CookieConfig {
   return { name, secure, sameSite };
 }
 
-/** A URL scheme and its `//`: what redactUrl keeps in front of the hidden part. */
+/** A URL scheme and its `//`: all that redactUrl shows of text that is not a URL with a host. */
 const SCHEME_AND_SLASHES = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+/** A database number, the one path a Redis URL has. */
+const DATABASE_PATH = /^(\/\d*)?$/;
 
 /**
- * The URL with its password hidden, for messages and logs, whatever the password holds. A password
- * may hold `:`, `@`, `/`, `#` or `?` unescaped (people paste them so), so no pattern can find where it
- * ends; the WHATWG URL parser (as node-redis reads the URL) decides where it can: the userinfo ends at
- * the last `@` of the authority, the user at its first `:`. That reading is used only when the last `@`
- * of the whole text is the end of the userinfo, i.e. when no `/`, `?`, `#` or `\` comes before it (one
- * does in `redis://u:12/x@host`: the parser sees host u, port 12 and a path, while the operator meant
- * the password `12/x`). Anything else, and text that does not parse, loses everything between `//`
- * (or the start) and the last `@`, the user too.
+ * The URL as far as it cannot be secret, for messages and logs: its scheme, host, port and database
+ * number. Any user and password become `***@`, any other path `/***`, a query `?***`, a fragment `#***`.
+ * A password may hold `:`, `@`, `/`, `#` or `?` unescaped, stand where the user goes (redis://pw@host),
+ * lack its host (redis://:pw) or have lost its tail (a .env line cut at #), so the URL parser's reading
+ * (as node-redis reads it) is trusted only when it finds a host and no `@` after it: an `@` in the path,
+ * query or fragment means the "host" may be the start of a password (redis://u:12/x@host parses as host
+ * u, port 12). Anything else shows its scheme alone: redis://***. What no reading can tell from a host
+ * is shown as one: with the host forgotten, a password of digits alone (redis://default:1234, host
+ * default and port 1234) or the part of a password after its last `@`.
  */
 export function redactUrl(url: string): string {
-  const at = url.lastIndexOf('@');
-  if (at === -1) return url;
-  const start = SCHEME_AND_SLASHES.exec(url)?.[0].length ?? 0;
-  const userinfo = url.slice(start, at);
-  if (start > 0 && !/[/?#\\]/.test(userinfo) && URL.canParse(url)) {
-    const colon = userinfo.indexOf(':');
-    const user = colon === -1 ? userinfo : userinfo.slice(0, colon);
-    return `${url.slice(0, start)}${user}${colon === -1 ? '' : ':***'}@${url.slice(at + 1)}`;
+  const schemeAlone = `${SCHEME_AND_SLASHES.exec(url)?.[0] ?? ''}***`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return schemeAlone;
   }
-  return `${url.slice(0, start)}***@${url.slice(at + 1)}`;
+  if (parsed.host === '' || `${parsed.pathname}${parsed.search}${parsed.hash}`.includes('@')) return schemeAlone;
+  // The parser writes ? and # back whenever the URL has a query or fragment, even an empty one.
+  const { href } = parsed;
+  const hash = href.indexOf('#');
+  const query = href.indexOf('?');
+  return (
+    `${parsed.protocol}//${url.includes('@') ? '***@' : ''}${parsed.host}` +
+    `${DATABASE_PATH.test(parsed.pathname) ? parsed.pathname : '/***'}` +
+    `${query !== -1 && (hash === -1 || query < hash) ? '?***' : ''}${hash !== -1 ? '#***' : ''}`
+  );
 }
 
 function decodes(text: string): boolean {
@@ -248,7 +332,7 @@ function readRedis(env: Environment): RedisConfig {
     !parsed ||
     !['redis:', 'rediss:'].includes(parsed.protocol) ||
     !parsed.hostname ||
-    !/^(\/\d*)?$/.test(parsed.pathname) ||
+    !DATABASE_PATH.test(parsed.pathname) ||
     // An @ past the host: a password with ? or # unescaped, which made its tail a query or fragment
     // and its head the host and port.
     (parsed.search + parsed.hash).includes('@') ||
@@ -263,12 +347,100 @@ function readRedis(env: Environment): RedisConfig {
         '(in the password, write / ? # % as %2F %3F %23 %25)',
     );
   }
+  if (/[?#]/.test(url)) {
+    // node-redis reads neither (a ?password=… there would be dropped without a word); in a parsed URL any
+    // ? or # starts one, a password's unescaped included.
+    throw new ConfigError(
+      'REDIS_URL',
+      redactUrl(url),
+      'a URL with no ?query or #fragment, which node-redis ignores: redis://[user:password@]host[:port][/db] ' +
+        '(in the password, write / ? # % as %2F %3F %23 %25)',
+    );
+  }
+  const topology = readTopology(env);
+  const keyPrefix = readString(env, 'REDIS_KEY_PREFIX', 'sess:');
+  if (topology?.kind === 'cluster') {
+    // A Cluster has database 0 only (SELECT is refused there).
+    if (!/^(\/0?)?$/.test(parsed.pathname)) {
+      throw new ConfigError(
+        'REDIS_URL',
+        redactUrl(url),
+        'no database but 0 with REDIS_CLUSTER_NODES (a Redis Cluster has database 0 only); there REDIS_URL ' +
+          'gives only the user, password and rediss:// for TLS, e.g. rediss://user:password@cluster',
+      );
+    }
+    // A {…} in the prefix would be every key's hash tag: all sessions in one slot, on one master.
+    if (/[{}]/.test(keyPrefix)) {
+      throw new ConfigError(
+        'REDIS_KEY_PREFIX',
+        keyPrefix,
+        'no { or } with REDIS_CLUSTER_NODES: in a Cluster a {…} in every key puts all sessions in one hash slot',
+      );
+    }
+  }
   return {
     url,
-    keyPrefix: readString(env, 'REDIS_KEY_PREFIX', 'sess:'),
+    ...(topology ? { topology } : {}),
+    keyPrefix,
     connectTimeoutMs: readDuration(env, 'REDIS_CONNECT_TIMEOUT', 5_000),
     commandTimeoutMs: readDuration(env, 'REDIS_COMMAND_TIMEOUT', 1_000),
   };
+}
+
+/** host:port (an IPv6 address in brackets: [::1]:7000). */
+const NODE_ADDRESS = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/;
+
+/** A comma-separated list of host:port, each once; undefined when the variable is unset or blank. */
+function readNodeList(env: Environment, name: string): { text: string; nodes: RedisNodeAddress[] } | undefined {
+  const text = readOptionalString(env, name);
+  if (text === undefined) return undefined;
+  const nodes: RedisNodeAddress[] = [];
+  for (const entry of text.split(',').map((part) => part.trim())) {
+    const match = NODE_ADDRESS.exec(entry);
+    const port = Number(match?.[3]);
+    const host = match?.[1] ?? match?.[2];
+    if (!match || !host || port < 1 || port > 65_535) {
+      throw new ConfigError(
+        name,
+        text,
+        'a comma-separated list of host:port (port 1 to 65535), e.g. 10.0.0.1:7000,10.0.0.2:7000',
+      );
+    }
+    if (nodes.some((node) => node.host === host && node.port === port)) {
+      throw new ConfigError(name, text, `each host:port once (${entry} is there twice)`);
+    }
+    nodes.push({ host, port });
+  }
+  return { text, nodes };
+}
+
+function readTopology(env: Environment): RedisTopology | undefined {
+  const cluster = readNodeList(env, 'REDIS_CLUSTER_NODES');
+  const sentinel = readNodeList(env, 'REDIS_SENTINEL_NODES');
+  const masterName = readOptionalString(env, 'REDIS_SENTINEL_MASTER');
+  if (cluster && sentinel) {
+    throw new ConfigError(
+      'REDIS_SENTINEL_NODES',
+      sentinel.text,
+      'not together with REDIS_CLUSTER_NODES: set the one for your deployment, a Redis Cluster or Sentinels',
+    );
+  }
+  if (sentinel && masterName === undefined) {
+    throw new ConfigError(
+      'REDIS_SENTINEL_MASTER',
+      '',
+      'required with REDIS_SENTINEL_NODES: the name the Sentinels monitor the master under (sentinel monitor <name> ...)',
+    );
+  }
+  if (masterName !== undefined && !sentinel) {
+    throw new ConfigError('REDIS_SENTINEL_MASTER', masterName, 'only together with REDIS_SENTINEL_NODES');
+  }
+  if (masterName !== undefined && /\s/.test(masterName)) {
+    throw new ConfigError('REDIS_SENTINEL_MASTER', masterName, 'a master name as Sentinel knows it: no spaces');
+  }
+  if (cluster) return { kind: 'cluster', nodes: cluster.nodes };
+  if (sentinel && masterName !== undefined) return { kind: 'sentinel', nodes: sentinel.nodes, masterName };
+  return undefined;
 }
 
 /** A setting as the operator wrote it, or its default in milliseconds, for messages that compare two. */
@@ -301,7 +473,11 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
       trustProxy: readBoolean(env, 'TRUST_PROXY', false),
       headersTimeoutMs: readDuration(env, 'HTTP_HEADERS_TIMEOUT', 10_000),
       requestTimeoutMs: readDuration(env, 'HTTP_REQUEST_TIMEOUT', 30_000),
-      keepAliveTimeoutMs: readDuration(env, 'HTTP_KEEP_ALIVE_TIMEOUT', 5_000),
+      // Node waits 1 s past it before closing an idle connection, in one timer that must fit as well.
+      keepAliveTimeoutMs: readDuration(env, 'HTTP_KEEP_ALIVE_TIMEOUT', 5_000, {
+        maxMs: 2 ** 31 - 1 - 1_000,
+        maxReason: 'Node waits 1 s more than this, in a timer that can wait at most 2147483647 ms',
+      }),
       // A drain is for a load balancer to move away: production only by default (npm run dev restarts at once).
       shutdownDrainMs: readDuration(env, 'SHUTDOWN_DRAIN', production ? 5_000 : 0, { allowZero: true }),
       shutdownTimeoutMs: readDuration(env, 'SHUTDOWN_TIMEOUT', 9_000),
@@ -316,6 +492,8 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
       maxLifetimeMs: readDuration(env, 'SESSION_MAX_LIFETIME', null),
       maxEntries: readInteger(env, 'SESSION_MAX_ENTRIES', 100_000, 1, 100_000_000),
       ...readSessionKeys(env, production, warnings),
+      maxPerUser: readInteger(env, 'SESSION_MAX_PER_USER', 50, 1, 1_000),
+      header: readSessionHeader(env),
       cookie: readCookie(env),
     },
     redis: store === 'redis' ? readRedis(env) : null,

@@ -64,13 +64,23 @@ const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m
  * simpler to state and to remember.
  */
 const MAX_DURATION_MS = 2 ** 31 - 1;
-const durationHelp = (minimum: string) =>
-  `a duration of at least ${minimum} and at most 24d (${MAX_DURATION_MS} ms, the longest a Node timer can wait): ` +
-  'milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)';
+const UNITS_HELP = 'milliseconds (60000) or a number with a unit ms, s, m, h or d (90s, 1m, 2h)';
 
 export interface DurationOptions {
   /** Accept 0 (for periods that may be switched off). */
   readonly allowZero?: boolean;
+  /** A lower bound than the longest timer, for a setting Node lengthens (with why, for the message). */
+  readonly maxMs?: number;
+  readonly maxReason?: string;
+}
+
+function durationHelp(options: DurationOptions): string {
+  const minimum = options.allowZero ? '0' : '1 ms';
+  if (options.maxMs === undefined) {
+    const longest = `24d (${MAX_DURATION_MS} ms, the longest a Node timer can wait)`;
+    return `a duration of at least ${minimum} and at most ${longest}: ${UNITS_HELP}`;
+  }
+  return `a duration of at least ${minimum} and at most ${options.maxMs} ms (${options.maxReason}): ${UNITS_HELP}`;
 }
 
 /** Milliseconds from "60000", "250ms", "90s", "1m", "2h" or "7d". */
@@ -87,7 +97,7 @@ export function readDuration(
   const minimum = options.allowZero ? 0 : 1;
   const match = /^(\d+)(ms|s|m|h|d)?$/i.exec(value);
   const ms = match ? Number(match[1]) * DURATION_UNITS_MS[(match[2] ?? 'ms').toLowerCase()] : Number.NaN;
-  if (!(ms >= minimum && ms <= MAX_DURATION_MS))
-    throw new ConfigError(name, value, durationHelp(options.allowZero ? '0' : '1 ms'));
+  if (!(ms >= minimum && ms <= (options.maxMs ?? MAX_DURATION_MS)))
+    throw new ConfigError(name, value, durationHelp(options));
   return ms;
 }

@@ -1,9 +1,10 @@
 /**
- * The seed page's walk-through in a real browser (Debian's Chromium, driven by playwright-core),
- * against the real server process, with every URL typed into the address bar as a person would:
- * /set, then /get shows the time; after a restart /get shows {}. Plus what a browser adds: the
- * session cookie is HttpOnly, /del ends the session, and pages of another site cannot end or
- * change it (no-cors fetch, auto-submitted form, followed links).
+ * Sessions in a real browser (Debian's Chromium, driven by playwright-core), against the real server
+ * process with the test routes (test/helpers/test-server.ts), with every URL typed into the address
+ * bar as a person would: /write, then /read shows the value; /end ends the session. Plus what a
+ * browser adds: the session cookie is HttpOnly, and pages of another site cannot end or change the
+ * session (no-cors fetch, auto-submitted form, followed links). The seed's walk-through in Chromium
+ * is test/seed/browser.test.ts.
  *
  * The app is at http://127.0.0.1:PORT; the attacker's pages are served by a second server and
  * opened as http://localhost:OTHER, which is another site (a site is scheme + host for an IP).
@@ -12,7 +13,6 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import type { BrowserContext, Page, Response } from 'playwright-core';
 import { loadConfig } from '../config/index.ts';
@@ -22,7 +22,7 @@ import { type ServerProcess, startServerProcess } from './helpers/process.ts';
 
 const test = chromiumTest(anyTest as TestFn);
 
-/** Same keys on every start, so a restarted server still verifies the browser's cookie; no drain, so it stops at once. */
+/** A memory store, and no drain, so the server stops at once. */
 const SERVER_ENV = { SESSION_KEYS: TEST_KEY, SESSION_STORE: 'memory', SHUTDOWN_DRAIN: '0' };
 /** The session cookie's name under the server's default settings. */
 const COOKIE = loadConfig({ NODE_ENV: 'development', ...SERVER_ENV }).session.cookie.name;
@@ -34,20 +34,9 @@ test.after.always(() => chromium.close());
 
 type Running = ServerProcess & { url: string };
 
-async function stop(server: Running, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-  if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill(signal);
+async function stop(server: Running): Promise<void> {
+  if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
   await server.exited;
-}
-
-/** The real server (app/server.ts in an empty temp dir), killed when the test ends. */
-async function startServer(t: ExecutionContext, env: Record<string, string> = {}): Promise<Running> {
-  const server = await startServerProcess({ ...SERVER_ENV, ...env });
-  t.teardown(() => stop(server));
-  return server;
-}
-
-function unixNow(): number {
-  return Math.floor(Date.now() / 1000);
 }
 
 async function sessionCookie(context: BrowserContext, url: string) {
@@ -61,51 +50,20 @@ async function visit(page: Page, url: string): Promise<Response> {
   return response;
 }
 
-/** /set, then /get: returns what /get showed. */
-async function startSession(t: ExecutionContext, page: Page, app: string): Promise<{ time: number }> {
-  const before = unixNow();
-  const set = await visit(page, `${app}/set`);
-  const after = unixNow();
-  t.is(set.status(), 200);
-  t.is(await shownText(page), 'ok', '/set shows ok');
-  const get = await visit(page, `${app}/get`);
-  t.is(get.status(), 200);
-  const data = (await shownJson(page)) as { time: number };
-  t.deepEqual(Object.keys(data), ['time'], '/get shows the session data: just the time');
-  t.true(Number.isInteger(data.time), `time ${data.time} is whole seconds`);
-  t.true(
-    data.time >= before - 2 && data.time <= after + 2,
-    `time ${data.time} is the Unix time of /set (${before}..${after})`,
-  );
+let sessionsStarted = 0;
+
+/** /write?value=…, then /read: returns what /read showed (the value written, or the test fails). */
+async function startSession(t: ExecutionContext, page: Page, app: string): Promise<{ value: string }> {
+  const value = `session ${++sessionsStarted}`;
+  const write = await visit(page, `${app}/write?value=${encodeURIComponent(value)}`);
+  t.is(write.status(), 200);
+  t.is(await shownText(page), 'ok', '/write shows ok');
+  const read = await visit(page, `${app}/read`);
+  t.is(read.status(), 200);
+  const data = (await shownJson(page)) as { value: string };
+  t.deepEqual(data, { value }, '/read shows the session data: the value written');
   return data;
 }
-
-test('walk-through in Chromium: /set, /get shows the time; after a restart on the same port /get shows {}', (t) =>
-  bounded(async () => {
-    const first = await startServer(t);
-    const app = first.url;
-    const page = await (await chromium.context(t)).newPage();
-
-    const data = await startSession(t, page, app);
-    t.deepEqual(await shownJson(page), data, 'a second look at /get shows the same');
-    const cookie = await sessionCookie(page.context(), app);
-    t.truthy(cookie, `the browser holds the ${COOKIE} cookie`);
-
-    // Stop the program (Ctrl+C) and start it again on the same port with the same keys.
-    t.is(
-      await stop(first, 'SIGINT').then(() => first.exited),
-      0,
-      `the server exits cleanly on SIGINT: ${first.stderr()}`,
-    );
-    const port = new URL(app).port;
-    const second = await startServer(t, { PORT: port });
-    t.is(second.url, app, 'the restarted server listens on the same address');
-
-    t.deepEqual(await sessionCookie(page.context(), app), cookie, 'the browser still holds the same cookie');
-    const get = await visit(page, `${app}/get`);
-    t.is(get.status(), 200);
-    t.deepEqual(await shownJson(page), {}, 'memory storage is not persistent: /get shows {} after the restart');
-  }));
 
 test('Chromium: the session cookie is HttpOnly, so page scripts cannot read it', (t) =>
   bounded(async () => {
@@ -121,7 +79,7 @@ test('Chromium: the session cookie is HttpOnly, so page scripts cannot read it',
     t.is(cookie?.path, '/');
     t.is(cookie?.expires, -1, 'a browser-session cookie (no Expires)');
 
-    await visit(page, `${app}/get`); // a page of the server's own origin
+    await visit(page, `${app}/read`); // a page of the server's own origin
     const visible = await page.evaluate<string>('document.cookie');
     t.false(
       visible.split(/;\s*/).some((pair) => pair.startsWith(`${COOKIE}=`)),
@@ -129,18 +87,19 @@ test('Chromium: the session cookie is HttpOnly, so page scripts cannot read it',
     );
   }));
 
-test('Chromium: /del ends the session, /get shows {} afterwards', (t) =>
+test('Chromium: /end ends the session, /read shows {} afterwards, and the cookie is gone', (t) =>
   bounded(async () => {
     const { url: app } = await sharedApp();
     const context = await chromium.context(t);
     const page = await context.newPage();
     await startSession(t, page, app);
 
-    const del = await visit(page, `${app}/del`);
-    t.is(del.status(), 200);
-    t.is(await shownText(page), 'ok', '/del shows ok');
-    await visit(page, `${app}/get`);
-    t.deepEqual(await shownJson(page), {}, '/get shows {} after /del');
+    const end = await visit(page, `${app}/end`);
+    t.is(end.status(), 200);
+    t.is(await shownText(page), 'ok', '/end shows ok');
+    t.is(await sessionCookie(context, app), undefined, 'the browser dropped the cleared cookie');
+    await visit(page, `${app}/read`);
+    t.deepEqual(await shownJson(page), {}, '/read shows {} after /end');
   }));
 
 // --- Cross-site: pages of another site try to end or change the session -----------------------
@@ -166,15 +125,15 @@ function attackerSite(): Promise<{ server: Server; port: number }> {
       const pages: Record<string, string> = {
         // (a) a background request with the user's cookies, if the browser would send them
         '/fetch': `<script>
-          fetch(${JSON.stringify(`${target}/del`)}, { credentials: 'include', mode: 'no-cors' })
+          fetch(${JSON.stringify(`${target}/end`)}, { credentials: 'include', mode: 'no-cors' })
             .then(() => { document.title = 'fetched'; }, (error) => { document.title = 'fetch failed: ' + error; });
         </script>`,
-        // (b) a form that posts itself to /del as soon as the page has loaded
-        '/form': `<form method="POST" action=${JSON.stringify(`${target}/del`)}><input name="x" value="1"></form>
+        // (b) a form that posts itself to /end as soon as the page has loaded
+        '/form': `<form method="POST" action=${JSON.stringify(`${target}/end`)}><input name="x" value="1"></form>
           <script>addEventListener('load', () => setTimeout(() => document.forms[0].submit(), 0));</script>`,
         // (c) links the user is lured into following (top-level navigations)
-        '/links': `<a id="del" href=${JSON.stringify(`${target}/del`)}>Claim your prize</a>
-          <a id="set" href=${JSON.stringify(`${target}/set`)}>Or this one</a>`,
+        '/links': `<a id="end" href=${JSON.stringify(`${target}/end`)}>Claim your prize</a>
+          <a id="write" href=${JSON.stringify(`${target}/write?value=theirs`)}>Or this one</a>`,
       };
       const body = pages[url.pathname];
       response.writeHead(body === undefined ? 404 : 200, { 'content-type': 'text/html; charset=utf-8' });
@@ -202,7 +161,7 @@ interface Victim {
   readonly app: string;
   readonly context: BrowserContext;
   readonly page: Page;
-  readonly data: { time: number };
+  readonly data: { value: string };
   readonly cookie: string;
 }
 
@@ -213,7 +172,7 @@ async function victim(t: ExecutionContext): Promise<Victim> {
   const page = await context.newPage();
   const data = await startSession(t, page, app);
   const cookie = await sessionCookie(context, app);
-  if (cookie === undefined) throw new Error(`no ${COOKIE} cookie after /set`);
+  if (cookie === undefined) throw new Error(`no ${COOKIE} cookie after /write`);
   return { app, context, page, data, cookie: cookie.value };
 }
 
@@ -236,15 +195,15 @@ async function describe(
   return { status: response.status(), setCookie: answer['set-cookie'] };
 }
 
-/** Back on the app: /get shows the same session as before, and the browser holds the same cookie. */
+/** Back on the app: /read shows the same session as before, and the browser holds the same cookie. */
 async function assertSessionAlive(
   t: ExecutionContext,
   { app, context, page, data, cookie }: Victim,
   label: string,
 ): Promise<void> {
   t.is((await sessionCookie(context, app))?.value, cookie, `${label}: the browser still holds the same session cookie`);
-  await visit(page, `${app}/get`);
-  t.deepEqual(await shownJson(page), data, `${label}: /get shows the same session data as before (time ${data.time})`);
+  await visit(page, `${app}/read`);
+  t.deepEqual(await shownJson(page), data, `${label}: /read shows the same session data as before (${data.value})`);
 }
 
 /** The refusal the app answers to a cross-site request that would change the session. */
@@ -260,29 +219,29 @@ async function assertRefused(
   );
 }
 
-test('Chromium, cross-site: a no-cors fetch of /del from another site leaves the session alive', (t) =>
+test('Chromium, cross-site: a no-cors fetch of /end from another site leaves the session alive', (t) =>
   bounded(async () => {
     const user = await victim(t);
     const { page, app } = user;
-    const delAnswer = page.waitForResponse((response) => response.url() === `${app}/del`);
+    const endAnswer = page.waitForResponse((response) => response.url() === `${app}/end`);
     await visit(page, await attackerPage(app, '/fetch'));
-    const answer = await describe(t, 'fetch', await delAnswer);
+    const answer = await describe(t, 'fetch', await endAnswer);
     await page.waitForFunction("document.title !== 'attacker'");
     t.is(await page.title(), 'fetched', 'the request went out (an opaque answer)');
     await assertSessionAlive(t, user, 'after the fetch');
     await assertRefused(t, 'fetch', answer);
   }));
 
-test('Chromium, cross-site: an auto-submitted POST form to /del from another site leaves the session alive', (t) =>
+test('Chromium, cross-site: an auto-submitted POST form to /end from another site leaves the session alive', (t) =>
   bounded(async () => {
     const user = await victim(t);
     const { page, app } = user;
-    const delAnswer = page.waitForResponse((response) => response.url() === `${app}/del`);
+    const endAnswer = page.waitForResponse((response) => response.url() === `${app}/end`);
     await visit(page, await attackerPage(app, '/form'));
-    const response = await delAnswer;
+    const response = await endAnswer;
     t.is(response.request().method(), 'POST');
     const answer = await describe(t, 'form', response);
-    await page.waitForURL(`${app}/del`);
+    await page.waitForURL(`${app}/end`);
     const shown = await shownText(page);
     t.log(`the form's navigation showed: ${shown}`);
     await assertSessionAlive(t, user, 'after the form');
@@ -290,34 +249,34 @@ test('Chromium, cross-site: an auto-submitted POST form to /del from another sit
     t.notThrows(() => JSON.parse(shown) as unknown, `the refusal is a short JSON body: ${shown}`);
   }));
 
-test('Chromium, cross-site: a link to /del followed from another site leaves the session alive', (t) =>
+test('Chromium, cross-site: a link to /end followed from another site leaves the session alive', (t) =>
   bounded(async () => {
     const user = await victim(t);
     const { page, app } = user;
     await visit(page, await attackerPage(app, '/links'));
-    const [response] = await Promise.all([page.waitForResponse(`${app}/del`), page.click('#del')]);
-    const answer = await describe(t, 'link to /del', response);
-    await page.waitForURL(`${app}/del`);
+    const [response] = await Promise.all([page.waitForResponse(`${app}/end`), page.click('#end')]);
+    const answer = await describe(t, 'link to /end', response);
+    await page.waitForURL(`${app}/end`);
     const shown = await shownText(page);
     t.log(`the link's navigation showed: ${shown}`);
-    await assertSessionAlive(t, user, 'after the link to /del');
-    await assertRefused(t, 'link to /del', answer);
+    await assertSessionAlive(t, user, 'after the link to /end');
+    await assertRefused(t, 'link to /end', answer);
     t.notThrows(() => JSON.parse(shown) as unknown, `the refusal is a short JSON body: ${shown}`);
   }));
 
-test('Chromium, cross-site: a link to /set followed from another site leaves the session unchanged', (t) =>
+test('Chromium, cross-site: a link to /write followed from another site leaves the session unchanged', (t) =>
   bounded(async () => {
     const user = await victim(t);
-    const { page, app, data } = user;
-    // Let the clock pass the stored second, so a /set that went through would show a new time.
-    while (unixNow() <= data.time) await sleep(50);
+    const { page, app } = user;
+    // The link writes a value of its own: had it gone through, /read would show it.
+    const target = `${app}/write?value=theirs`;
     await visit(page, await attackerPage(app, '/links'));
-    const [response] = await Promise.all([page.waitForResponse(`${app}/set`), page.click('#set')]);
-    const answer = await describe(t, 'link to /set', response);
-    await page.waitForURL(`${app}/set`);
+    const [response] = await Promise.all([page.waitForResponse(target), page.click('#write')]);
+    const answer = await describe(t, 'link to /write', response);
+    await page.waitForURL(target);
     const shown = await shownText(page);
     t.log(`the link's navigation showed: ${shown}`);
-    await assertSessionAlive(t, user, 'after the link to /set');
-    await assertRefused(t, 'link to /set', answer);
+    await assertSessionAlive(t, user, 'after the link to /write');
+    await assertRefused(t, 'link to /write', answer);
     t.notThrows(() => JSON.parse(shown) as unknown, `the refusal is a short JSON body: ${shown}`);
   }));

@@ -4,11 +4,13 @@
  */
 
 import { once } from 'node:events';
+import { Agent, get, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
+import { parseEnv } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { checkEnvFile, loadConfig, SETTING_NAMES } from '../config/index.ts';
 import { TEST_KEY } from './helpers/app.ts';
-import { killOnTeardown, runToExit, startServerProcess } from './helpers/process.ts';
+import { freePort, killOnTeardown, runToExit, startServerProcess } from './helpers/process.ts';
 
 interface BadSetting {
   readonly env: Record<string, string>;
@@ -160,6 +162,12 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
     shows: '"0"',
     allowed: /at least 1 ms/,
   },
+  'HTTP_KEEP_ALIVE_TIMEOUT past the longest timer less the second Node adds': {
+    env: { HTTP_KEEP_ALIVE_TIMEOUT: '2147482648' },
+    variable: 'HTTP_KEEP_ALIVE_TIMEOUT',
+    shows: '"2147482648"',
+    allowed: /at most 2147482647 ms \(Node waits 1 s more than this/,
+  },
   'SESSION_KEYS too short with NODE_ENV=staging': {
     env: { NODE_ENV: 'staging', SESSION_KEYS: 'q7z!' },
     variable: 'SESSION_KEYS',
@@ -199,20 +207,38 @@ const BAD_SETTINGS: Record<string, BadSetting> = {
   'REDIS_URL not a Redis URL': {
     env: { SESSION_STORE: 'redis', REDIS_URL: 'http://user:hunter2@cache:6379' },
     variable: 'REDIS_URL',
-    shows: '"http://user:***@cache:6379"',
+    shows: '"http://***@cache:6379/"',
     allowed: /redis:\/\//,
   },
   'REDIS_URL not a Redis URL, with a colon and an @ in the password': {
     env: { SESSION_STORE: 'redis', REDIS_URL: 'redis://default:hunter2:x@hunter2@cache:6379/db' },
     variable: 'REDIS_URL',
-    shows: '"redis://default:***@cache:6379/db"',
+    shows: '"redis://***@cache:6379/***"',
     allowed: /redis:\/\//,
   },
   'REDIS_URL with a slash in the password': {
     env: { SESSION_STORE: 'redis', REDIS_URL: 'redis://:hunter2/hunter2@cache:6379' },
     variable: 'REDIS_URL',
-    shows: '"redis://***@cache:6379"',
+    shows: '"redis://***"',
     allowed: /write \/ \? # % as %2F %3F %23 %25/,
+  },
+  'REDIS_URL with its host forgotten, no user': {
+    env: { SESSION_STORE: 'redis', REDIS_URL: 'redis://:hunter2' },
+    variable: 'REDIS_URL',
+    shows: '"redis://***"',
+    allowed: /redis:\/\/\[user:password@\]host/,
+  },
+  'REDIS_URL with its host forgotten, user default': {
+    env: { SESSION_STORE: 'redis', REDIS_URL: 'redis://default:hunter2' },
+    variable: 'REDIS_URL',
+    shows: '"redis://***"',
+    allowed: /redis:\/\/\[user:password@\]host/,
+  },
+  'REDIS_URL with the password in a query': {
+    env: { SESSION_STORE: 'redis', REDIS_URL: 'redis://cache:6379?password=hunter2' },
+    variable: 'REDIS_URL',
+    shows: '"redis://cache:6379?***"',
+    allowed: /no \?query or #fragment, which node-redis ignores/,
   },
   'REDIS_CONNECT_TIMEOUT not a duration': {
     env: { SESSION_STORE: 'redis', REDIS_CONNECT_TIMEOUT: 'fast' },
@@ -263,6 +289,41 @@ test('start-up stops when the port is taken, naming it', async (t) => {
   t.not(server.code, 0);
   assertOneLineNoStack(t, server.stderr());
   t.regex(server.stderr(), new RegExp(`PORT.*${port}.*EADDRINUSE`));
+});
+
+test('a password written where the user goes never shows when Redis does not answer', async (t) => {
+  const port = await freePort(); // nothing answers there
+  const server = await runToExit({
+    SESSION_KEYS: TEST_KEY,
+    SESSION_STORE: 'redis',
+    REDIS_URL: `redis://hunter2@127.0.0.1:${port}/0`,
+    REDIS_CONNECT_TIMEOUT: '1s',
+  });
+  t.not(server.code, 0);
+  assertOneLineNoStack(t, server.stderr());
+  t.regex(
+    server.stderr(),
+    new RegExp(`^Cannot start: REDIS_URL="redis://\\*\\*\\*@127\\.0\\.0\\.1:${port}/0": Redis did not answer`),
+  );
+  t.notRegex(server.stderr() + server.stdout(), /hunter2/);
+});
+
+test('HTTP_KEEP_ALIVE_TIMEOUT at its bound: a keep-alive answer sets no timer past what Node can wait', async (t) => {
+  const server = await startServerProcess({ SESSION_KEYS: TEST_KEY, HTTP_KEEP_ALIVE_TIMEOUT: '2147482647' });
+  killOnTeardown(t, server);
+  const agent = new Agent({ keepAlive: true });
+  t.teardown(() => agent.destroy());
+  const response = await new Promise<IncomingMessage>((resolve, reject) =>
+    get(`${server.url}/healthz`, { agent }, resolve).on('error', reject),
+  );
+  response.resume();
+  await once(response, 'end');
+  t.is(response.headers.connection, 'keep-alive');
+  t.regex(String(response.headers['keep-alive']), /timeout=2147482/);
+  // Every line the process writes is read by the time it has exited.
+  server.child.kill('SIGTERM');
+  t.is(await server.exited, 0);
+  t.notRegex(server.stderr(), /TimeoutOverflowWarning|does not fit into a 32-bit/, server.stderr());
 });
 
 test("defaults: the seed's port and one-minute max age, memory store, safe cookie settings", (t) => {
@@ -382,8 +443,12 @@ test('a .env line that is not NAME=value, and a name that looks like a setting, 
   ].join('\n');
   t.deepEqual(checkEnvFile(text, SETTING_NAMES), [
     '.env line 3: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?',
-    '.env line 4 is not NAME=value and is ignored: "PORT 8200"',
+    '.env line 4 is not NAME=value and is ignored: "PORT ..."',
     '.env line 5: session_store is not a setting of this app; did you mean SESSION_STORE?',
+    // Node 20 reads a line without = as the start of the next line's name; Node 22 and later skip it.
+    ...(Object.hasOwn(parseEnv(text), 'session_store')
+      ? []
+      : ['.env line 5: Node reads this line as part of a line above it, so session_store is not set: fix line 4']),
     '.env line 6: SESSION_MAX_AGES is not a setting of this app; did you mean SESSION_MAX_AGE?',
   ]);
 });
@@ -404,7 +469,7 @@ test('the server prints the .env warnings at start, one line each, and still sta
     warnings.map((line) => line.msg),
     [
       '.env line 1: SESION_MAX_AGE is not a setting of this app; did you mean SESSION_MAX_AGE?',
-      '.env line 2 is not NAME=value and is ignored: "PORT 8200"',
+      '.env line 2 is not NAME=value and is ignored: "PORT ..."',
     ],
   );
 });

@@ -3,6 +3,8 @@
  * what the Dockerfile copies (see .dockerignore) goes into a temp folder, `npm ci --omit=dev` installs
  * production dependencies only, and the Dockerfile's own CMD and HEALTHCHECK run there under Node 24
  * (this machine's Node when it is 22.18 or newer, else Node 24 from the npm registry), with its ENV.
+ * The CMD is checked for what holds whatever routes app/routes.ts mounts; sessions are checked with the
+ * test routes' entry (test/helpers/test-server.ts) run the same way in the same install.
  */
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -10,7 +12,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
 
@@ -41,7 +43,22 @@ async function node24(): Promise<string> {
   return stdout.trim();
 }
 
-test('the Dockerfile: production-only install, its CMD under Node 24 serves /set and /get, its HEALTHCHECK passes, SIGTERM exits 0', async (t) => {
+/** A server started in the image's folder with `node <args>`, once it has printed its "listening on" line. */
+async function startInImage(t: ExecutionContext, node: string, args: string[], cwd: string, env: NodeJS.ProcessEnv) {
+  const server = spawn(node, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => server.kill('SIGKILL'));
+  let output = '';
+  server.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  server.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = once(server, 'close').then(([code]) => code as number | null);
+  const deadline = Date.now() + 20_000;
+  while (!output.includes('listening on') && server.exitCode === null && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
+  return { server, port, output: () => output, exited };
+}
+
+test('the Dockerfile: production-only install, its CMD under Node 24 answers /healthz, its HEALTHCHECK passes, SIGTERM exits 0; sessions work in that install', async (t) => {
   const app = mkdtempSync(join(tmpdir(), 'koa-session-test-image-'));
   t.teardown(() => rmSync(app, { recursive: true, force: true }));
   for (const path of ['package.json', 'package-lock.json', 'app', 'config'])
@@ -66,32 +83,40 @@ test('the Dockerfile: production-only install, its CMD under Node 24 serves /set
     SHUTDOWN_DRAIN: '200ms',
     PATH: process.env.PATH,
   };
-  const server = spawn(node, args, { cwd: app, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => server.kill('SIGKILL'));
-  let output = '';
-  server.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  server.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = once(server, 'close');
-  const deadline = Date.now() + 20_000;
-  while (!output.includes('listening on') && server.exitCode === null && Date.now() < deadline)
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
-  t.truthy(port, output);
-  t.notRegex(output, /ExperimentalWarning|tsx/, 'Node runs the TypeScript itself, without a warning');
-
-  const browser = new Browser(`http://127.0.0.1:${port}`);
-  t.is((await browser.request('/set')).body, 'ok');
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+  // The CMD itself, with whatever routes app/routes.ts mounts: only what holds for any of them.
+  const image = await startInImage(t, node, args, app, childEnv);
+  t.truthy(image.port, image.output());
+  t.notRegex(image.output(), /ExperimentalWarning|tsx/, 'Node runs the TypeScript itself, without a warning');
+  const health = await new Browser(`http://127.0.0.1:${image.port}`).request('/healthz');
+  t.is(health.status, 200);
+  t.like(JSON.parse(health.body), { status: 'ok', store: { kind: 'memory', ok: true } });
 
   const [healthCommand, ...healthArgs] = execForm(/HEALTHCHECK .*?CMD (\[.*\])\s*$/m);
   t.is(healthCommand, 'node');
-  const health = await run(node, healthArgs, { env: { ...childEnv, PORT: port! } }).then(
+  const healthcheck = await run(node, healthArgs, { env: { ...childEnv, PORT: image.port! } }).then(
     () => 0,
     (error: { code?: number }) => error.code ?? 1,
   );
-  t.is(health, 0, 'HEALTHCHECK passes');
+  t.is(healthcheck, 0, 'HEALTHCHECK passes');
 
-  server.kill('SIGTERM');
-  const [code] = await exited;
-  t.is(code, 0, output);
+  image.server.kill('SIGTERM');
+  t.is(await image.exited, 0, image.output());
+
+  // Sessions in that install (production dependencies only, Node's own type stripping): the CMD with
+  // the test routes' entry in place of app/main.ts, copied beside it (it is not in the image).
+  cpSync(new URL('test/helpers/routes.ts', root), join(app, 'test/helpers/routes.ts'));
+  cpSync(new URL('test/helpers/test-server.ts', root), join(app, 'test/helpers/test-server.ts'));
+  const withTestRoutes = await startInImage(
+    t,
+    node,
+    args.map((arg) => (arg === 'app/main.ts' ? 'test/helpers/test-server.ts' : arg)),
+    app,
+    childEnv,
+  );
+  t.truthy(withTestRoutes.port, withTestRoutes.output());
+  const browser = new Browser(`http://127.0.0.1:${withTestRoutes.port}`);
+  t.is((await browser.request('/write?value=in the image')).body, 'ok');
+  t.deepEqual(await browser.json('/read'), { value: 'in the image' });
+  withTestRoutes.server.kill('SIGTERM');
+  t.is(await withTestRoutes.exited, 0, withTestRoutes.output());
 });

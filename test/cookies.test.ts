@@ -1,6 +1,6 @@
 /**
  * The session cookie: its attributes, and that no cookie the server did not issue is ever adopted.
- * Every hostile cookie must get a 200, an empty session, and (on /set) a fresh id, which is checked
+ * Every hostile cookie must get a 200, an empty session, and (on a write) a fresh id, which is checked
  * in the store itself: an adopted id needs no Set-Cookie, so the answers alone cannot show it.
  */
 import { createHmac } from 'node:crypto';
@@ -8,6 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { MemoryStore } from '../app/stores/memory.ts';
 import { appForTest, type RunningApp, TEST_KEY } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const TTL_MS = 60_000;
 
@@ -17,7 +18,7 @@ function sign(key: string, name: string, payload: string): string {
 
 test('the cookie is HttpOnly, SameSite=Lax, Path=/, has no Expires, and is not Secure over plain HTTP', async (t) => {
   const app = await appForTest(t);
-  const [cookie] = (await new Browser(app.url).request('/set')).setCookies;
+  const [cookie] = (await new Browser(app.url).request('/write')).setCookies;
   t.regex(cookie, /^sid=[A-Za-z0-9_-]{21}\.[0-9a-z]+\.[A-Za-z0-9_-]{43}; /);
   t.regex(cookie, /; httponly/i);
   t.regex(cookie, /; samesite=lax/i);
@@ -28,21 +29,21 @@ test('the cookie is HttpOnly, SameSite=Lax, Path=/, has no Expires, and is not S
 
 test('cookie name and SameSite come from the settings', async (t) => {
   const app = await appForTest(t, { SESSION_COOKIE_NAME: 'app_session', SESSION_COOKIE_SAMESITE: 'strict' });
-  const [cookie] = (await new Browser(app.url).request('/set')).setCookies;
+  const [cookie] = (await new Browser(app.url).request('/write')).setCookies;
   t.regex(cookie, /^app_session=/);
   t.regex(cookie, /; samesite=strict/i);
 });
 
 test('behind a trusted TLS proxy the cookie is Secure (SESSION_COOKIE_SECURE=auto)', async (t) => {
   const app = await appForTest(t, { TRUST_PROXY: 'true' });
-  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } }))
+  const [cookie] = (await new Browser(app.url).request('/write', { headers: { 'x-forwarded-proto': 'https' } }))
     .setCookies;
   t.regex(cookie, /; secure/i);
 });
 
 test('X-Forwarded-Proto from an untrusted client does not make the cookie Secure', async (t) => {
   const app = await appForTest(t);
-  const [cookie] = (await new Browser(app.url).request('/set', { headers: { 'x-forwarded-proto': 'https' } }))
+  const [cookie] = (await new Browser(app.url).request('/write', { headers: { 'x-forwarded-proto': 'https' } }))
     .setCookies;
   t.notRegex(cookie, /; secure/i);
 });
@@ -50,26 +51,26 @@ test('X-Forwarded-Proto from an untrusted client does not make the cookie Secure
 test('SESSION_COOKIE_SECURE=true marks the cookie Secure even when the proxy sends no header', async (t) => {
   const app = await appForTest(t, { SESSION_COOKIE_SECURE: 'true' });
   const browser = new Browser(app.url);
-  const set = await browser.request('/set');
-  t.is(set.status, 200);
-  t.regex(set.setCookies[0], /; secure/i);
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+  const write = await browser.request('/write?value=secure');
+  t.is(write.status, 200);
+  t.regex(write.setCookies[0], /; secure/i);
+  t.deepEqual(await browser.json('/read'), { value: 'secure' });
 });
 
-/** Every id the (memory) store holds. */
+/** Every store key the (memory) store holds (each a session id's keyed hash: helpers/store-key.ts). */
 function storedIds(app: RunningApp): string[] {
   const { probation, protected: kept } = (app.store as MemoryStore).segments();
   return [...probation, ...kept].sort();
 }
 
 /**
- * A session made by /set, whose cookie has then been read back once (/get): the server has verified
- * it, so it sits in the signer's cache of verified cookies, which every tampered variant must miss.
+ * A session made by a write, whose cookie has then been read back once: the server has verified it,
+ * so it sits in the signer's cache of verified cookies, which every tampered variant must miss.
  */
 async function establishedCookie(t: ExecutionContext, app: RunningApp): Promise<string> {
   const browser = new Browser(app.url);
-  await browser.request('/set');
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'the genuine cookie opens its session');
+  await browser.request('/write?value=genuine');
+  t.deepEqual(await browser.json('/read'), { value: 'genuine' }, 'the genuine cookie opens its session');
   return browser.cookies.get('sid')!;
 }
 
@@ -95,39 +96,39 @@ for (const [kind, makeCookie] of Object.entries(hostileCookies)) {
     const app = await appForTest(t);
     const good = await establishedCookie(t, app);
     const goodId = sessionIdOf(good)!;
-    // A time no /set writes: a write into the genuine session, had its id been adopted, would show.
-    const goodStored = JSON.stringify({ time: 1, _session: true });
-    t.true(await app.store.update(goodId, goodStored, TTL_MS));
+    // A value no request writes: a write into the genuine session, had its id been adopted, would show.
+    const goodStored = JSON.stringify({ value: 'put in the store', _session: true });
+    t.true(await app.store.update(storeKeyOf(app, goodId), goodStored, TTL_MS));
     const hostile = makeCookie(good);
     t.not(hostile, good);
     const headers = { cookie: `sid=${hostile}` };
     const attacker = new Browser(app.url);
 
-    const get = await attacker.request('/get', { headers });
-    t.is(get.status, 200);
-    t.is(get.body, '{}');
-    t.deepEqual(get.setCookies, [], 'a read sends no cookie');
+    const read = await attacker.request('/read', { headers });
+    t.is(read.status, 200);
+    t.is(read.body, '{}');
+    t.deepEqual(read.setCookies, [], 'a read sends no cookie');
 
-    const set = await attacker.request('/set', { headers });
-    t.is(set.status, 200);
-    const issued = sessionIdOf(cookieValue(set.setCookies, 'sid'));
+    const write = await attacker.request('/write?value=attacker', { headers });
+    t.is(write.status, 200);
+    const issued = sessionIdOf(cookieValue(write.setCookies, 'sid'));
     t.truthy(issued, 'a new session cookie is issued');
     t.not(issued, sessionIdOf(hostile), 'the id the client offered is never adopted');
     t.not(issued, goodId);
     t.deepEqual(
       storedIds(app),
-      [goodId, issued!].sort(),
+      [storeKeyOf(app, goodId), storeKeyOf(app, issued!)].sort(),
       'the store holds the genuine session and the new one, nothing under an offered id',
     );
-    t.is(await app.store.get(goodId, TTL_MS), goodStored, 'the genuine session was not written to');
+    t.is(await app.store.get(storeKeyOf(app, goodId), TTL_MS), goodStored, 'the genuine session was not written to');
     t.deepEqual(
-      Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS))!)),
-      ['time', '_session'],
-      'the new session holds what /set stored',
+      JSON.parse((await app.store.get(storeKeyOf(app, issued!), TTL_MS))!),
+      { value: 'attacker', _session: true },
+      'the new session holds what the write stored',
     );
     t.deepEqual(
-      await new Browser(app.url).json('/get', { headers: { cookie: `sid=${good}` } }),
-      { time: 1 },
+      await new Browser(app.url).json('/read', { headers: { cookie: `sid=${good}` } }),
+      { value: 'put in the store' },
       'the genuine cookie still opens its session',
     );
   });
@@ -140,24 +141,24 @@ test('the verified-cookie cache: tampered variants miss it whether they come aft
   const variants = Object.entries(hostileCookies).filter(
     ([kind]) => kind.startsWith('tampered') || kind === 'signed with another key' || kind === 'unsigned',
   );
-  const read = async (value: string) => new Browser(app.url).request('/get', { headers: { cookie: `sid=${value}` } });
+  const read = async (value: string) => new Browser(app.url).request('/read', { headers: { cookie: `sid=${value}` } });
   for (const [kind, makeCookie] of variants) {
     t.is((await read(makeCookie(good))).body, '{}', `${kind}, after the genuine cookie: refused`);
     t.deepEqual(
-      Object.keys(JSON.parse((await read(good)).body)),
-      ['time'],
+      JSON.parse((await read(good)).body),
+      { value: 'genuine' },
       `the genuine cookie, after ${kind}: still accepted`,
     );
   }
   // A fresh session whose tampered variants arrive before its genuine cookie is ever read.
   const browser = new Browser(app.url);
-  await browser.request('/set');
+  await browser.request('/write?value=fresh');
   const fresh = browser.cookies.get('sid')!;
   for (const [kind, makeCookie] of variants)
     t.is((await read(makeCookie(fresh))).body, '{}', `${kind}, before the genuine cookie: refused`);
   t.deepEqual(
-    Object.keys(JSON.parse((await read(fresh)).body)),
-    ['time'],
+    JSON.parse((await read(fresh)).body),
+    { value: 'fresh' },
     'the genuine cookie, after its tampered variants: accepted',
   );
   for (const [kind, makeCookie] of variants)
@@ -171,20 +172,24 @@ test('a correctly signed cookie for an id the store does not know is not adopted
     const payload = `${id}.${Date.now().toString(36)}`;
     const forged = `${payload}.${sign(TEST_KEY, 'sid', payload)}`;
     const browser = new Browser(app.url);
-    t.is((await browser.request('/get', { headers: { cookie: `sid=${forged}` } })).body, '{}');
-    const set = await browser.request('/set', { headers: { cookie: `sid=${forged}` } });
-    const issued = sessionIdOf(cookieValue(set.setCookies, 'sid'));
-    t.truthy(issued, `${id}: /set issues a cookie for a new session`);
+    t.is((await browser.request('/read', { headers: { cookie: `sid=${forged}` } })).body, '{}');
+    const write = await browser.request('/write?value=forged', { headers: { cookie: `sid=${forged}` } });
+    const issued = sessionIdOf(cookieValue(write.setCookies, 'sid'));
+    t.truthy(issued, `${id}: a write issues a cookie for a new session`);
     t.not(issued, id, `${id} is not adopted`);
     newIds.push(issued!);
-    t.is(await app.store.get(id, TTL_MS), undefined, `${id}: nothing is stored under the forged id`);
+    t.is(await app.store.get(storeKeyOf(app, id), TTL_MS), undefined, `${id}: nothing is stored under the forged id`);
     t.deepEqual(
-      Object.keys(JSON.parse((await app.store.get(issued!, TTL_MS)) ?? '{}')),
-      ['time', '_session'],
+      JSON.parse((await app.store.get(storeKeyOf(app, issued!), TTL_MS)) ?? '{}'),
+      { value: 'forged', _session: true },
       `${id}: the new session is stored`,
     );
   }
-  t.deepEqual(storedIds(app), newIds.sort(), 'the store holds the new sessions and nothing else');
+  t.deepEqual(
+    storedIds(app),
+    newIds.map((id) => storeKeyOf(app, id)).sort(),
+    'the store holds the new sessions and nothing else',
+  );
 });
 
 test('key rotation: a cookie signed with an older key still works and is re-signed with the new key', async (t) => {
@@ -193,15 +198,15 @@ test('key rotation: a cookie signed with an older key still works and is re-sign
   const store = (await appForTest(t, { SESSION_KEYS: oldKey })).store;
   const before = await appForTest(t, { SESSION_KEYS: oldKey }, { store, keepStore: true });
   const browser = new Browser(before.url);
-  await browser.request('/set');
+  await browser.request('/write?value=rotated');
   const oldCookie = browser.cookies.get('sid')!;
 
   const after = await appForTest(t, { SESSION_KEYS: `${newKey},${oldKey}` }, { store, keepStore: true });
   const rotated = new Browser(after.url);
   rotated.cookies.set('sid', oldCookie);
-  const get = await rotated.request('/get');
-  t.deepEqual(Object.keys(JSON.parse(get.body)), ['time'], 'the old cookie still opens the session');
-  const resigned = cookieValue(get.setCookies, 'sid');
+  const read = await rotated.request('/read');
+  t.deepEqual(JSON.parse(read.body), { value: 'rotated' }, 'the old cookie still opens the session');
+  const resigned = cookieValue(read.setCookies, 'sid');
   t.truthy(resigned, 'the cookie is re-signed');
   t.is(sessionIdOf(resigned), sessionIdOf(oldCookie), 'same session id');
   const [id, issued, signature] = resigned!.split('.');
@@ -211,11 +216,11 @@ test('key rotation: a cookie signed with an older key still works and is re-sign
   const later = new Browser(newOnly.url);
   later.cookies.set('sid', resigned!);
   t.deepEqual(
-    Object.keys(await later.json('/get')),
-    ['time'],
+    await later.json('/read'),
+    { value: 'rotated' },
     'the re-signed cookie works once the old key is retired',
   );
   const stale = new Browser(newOnly.url);
   stale.cookies.set('sid', oldCookie);
-  t.deepEqual(await stale.json('/get'), {}, 'a cookie signed only by a retired key is refused');
+  t.deepEqual(await stale.json('/read'), {}, 'a cookie signed only by a retired key is refused');
 });

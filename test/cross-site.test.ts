@@ -6,21 +6,22 @@
 import test from 'ava';
 import { appForTest } from './helpers/app.ts';
 import { Browser, cookieValue } from './helpers/browser.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const crossSite = (cookie: string) => ({
   headers: { cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' },
 });
 
-test('/set and /del from another site get 403 with a short JSON body, and touch neither session nor cookie', async (t) => {
+test('a write and an end from another site get 403 with a short JSON body, and touch neither session nor cookie', async (t) => {
   const app = await appForTest(t);
   const browser = new Browser(app.url);
-  await browser.request('/set');
+  await browser.request('/write?value=mine');
   const cookie = browser.cookieHeader!;
   const id = browser.cookies.get('sid')!.split('.')[0];
-  const stored = await app.store.get(id, 60_000);
+  const stored = await app.store.get(storeKeyOf(app, id), 60_000);
   const calls = { ...(app.store as unknown as { stats: Record<string, number> }).stats };
 
-  for (const path of ['/set', '/del']) {
+  for (const path of ['/write?value=theirs', '/end']) {
     for (const method of ['GET', 'POST']) {
       const answer = await new Browser(app.url).request(path, { method, ...crossSite(cookie) });
       t.is(answer.status, 403, `${method} ${path}`);
@@ -34,8 +35,8 @@ test('/set and /del from another site get 403 with a short JSON body, and touch 
     }
   }
   t.deepEqual((app.store as unknown as { stats: Record<string, number> }).stats, calls, 'the store was not even read');
-  t.is(await app.store.get(id, 60_000), stored, 'the stored session is unchanged');
-  t.is((await browser.json('/get')).time, (JSON.parse(stored!) as { time: number }).time, 'and still open');
+  t.is(await app.store.get(storeKeyOf(app, id), 60_000), stored, 'the stored session is unchanged');
+  t.deepEqual(await browser.json('/read'), { value: 'mine' }, 'and still open');
 });
 
 test('requests a user or the site itself makes, and clients that send no Fetch Metadata, still change the session', async (t) => {
@@ -43,21 +44,22 @@ test('requests a user or the site itself makes, and clients that send no Fetch M
   for (const site of [undefined, 'none', 'same-origin', 'same-site']) {
     const browser = new Browser(app.url);
     const headers: Record<string, string> = site ? { 'sec-fetch-site': site } : {};
-    t.is((await browser.request('/set', { headers })).body, 'ok', `/set with Sec-Fetch-Site ${site}`);
-    t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
-    const del = await browser.request('/del', { headers });
-    t.is(del.body, 'ok', `/del with Sec-Fetch-Site ${site}`);
-    t.deepEqual(await browser.json('/get'), {}, 'logged out');
+    const value = site ?? 'no Sec-Fetch-Site';
+    t.is((await browser.request(`/write?value=${value}`, { headers })).body, 'ok', `a write with ${value}`);
+    t.deepEqual(await browser.json('/read'), { value });
+    const end = await browser.request('/end', { headers });
+    t.is(end.body, 'ok', `an end with Sec-Fetch-Site ${site}`);
+    t.deepEqual(await browser.json('/read'), {}, 'logged out');
   }
 });
 
-test('/get from another site still reads (reading changes nothing; the browser keeps the answer from the other site)', async (t) => {
+test('a read from another site still reads (reading changes nothing; the browser keeps the answer from the other site)', async (t) => {
   const app = await appForTest(t);
   const browser = new Browser(app.url);
-  await browser.request('/set');
-  const answer = await new Browser(app.url).request('/get', crossSite(browser.cookieHeader!));
+  await browser.request('/write?value=readable');
+  const answer = await new Browser(app.url).request('/read', crossSite(browser.cookieHeader!));
   t.is(answer.status, 200);
-  t.deepEqual(Object.keys(JSON.parse(answer.body)), ['time']);
+  t.deepEqual(JSON.parse(answer.body), { value: 'readable' });
 });
 
 test('a route mounted with session.change is refused cross-site too', async (t) => {
@@ -107,12 +109,12 @@ for (const [env, name, expected] of [
   test(`the logout cookie clears exactly the cookie that was set (${JSON.stringify(env)})`, async (t) => {
     const app = await appForTest(t, env);
     const browser = new Browser(app.url);
-    const set = await browser.request('/set');
-    t.truthy(cookieValue(set.setCookies, name), `the cookie is named ${name}`);
-    t.deepEqual(attributes(set.setCookies[0]), [...expected]);
-    const del = await browser.request('/del');
-    t.is(del.setCookies.length, 1);
-    t.regex(del.setCookies[0], new RegExp(`^${name}=;.*expires=Thu, 01 Jan 1970`, 'i'));
-    t.deepEqual(attributes(del.setCookies[0]), [...expected], 'same Secure, Path, SameSite and HttpOnly');
+    const write = await browser.request('/write');
+    t.truthy(cookieValue(write.setCookies, name), `the cookie is named ${name}`);
+    t.deepEqual(attributes(write.setCookies[0]), [...expected]);
+    const end = await browser.request('/end');
+    t.is(end.setCookies.length, 1);
+    t.regex(end.setCookies[0], new RegExp(`^${name}=;.*expires=Thu, 01 Jan 1970`, 'i'));
+    t.deepEqual(attributes(end.setCookies[0]), [...expected], 'same Secure, Path, SameSite and HttpOnly');
   });
 }

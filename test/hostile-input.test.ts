@@ -5,7 +5,7 @@
  *
  * Checked through the store, not only through what the answers say: after every request the store
  * holds only ids the server handed out in a Set-Cookie (an adopted id needs no cookie to be sent), no id
- * a client offered, and a /get shows exactly the data of the session its genuine cookie names, or {}.
+ * a client offered, and a /read shows exactly the data of the session its genuine cookie names, or {}.
  * The cases that matter most (each genuine cookie with one character changed, correctly signed cookies
  * for unknown ids) are sent every run, after the genuine cookie was verified once (so the verified-cookie
  * cache is full), before the random ones (fast-check). FC_RUNS=5000 for a longer random run.
@@ -17,6 +17,7 @@ import fc from 'fast-check';
 import type { MemoryStore } from '../app/stores/memory.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 0) || 300;
 const TTL_MS = 60_000;
@@ -87,25 +88,29 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
 
   /** Every id the server has handed out in a Set-Cookie. */
   const issued = new Set<string>();
-  // A few genuine sessions, each with data of its own (time 1 to 5, which no /set writes), so that an
-  // answer shows whose data it is. Each cookie is verified once (/get) before anything hostile is sent.
+  /** Their store keys: what the store holds (helpers/store-key.ts). */
+  const issuedKeys = new Set<string>();
+  // A few genuine sessions, each with data of its own (put in the store: no request writes it), so that
+  // an answer shows whose data it is. Each cookie is verified once (/read) before anything hostile is sent.
+  const genuineData = (index: number) => ({ value: `genuine ${index + 1}` });
   const genuine: string[] = [];
   for (let i = 0; i < 5; i++) {
-    const reply = await send(agent, base, 'GET', '/set', undefined);
+    const reply = await send(agent, base, 'GET', '/write', undefined);
     const value = /^sid=([^;]+)/.exec(reply.setCookies[0])![1];
     const id = value.split('.')[0];
     issued.add(id);
+    issuedKeys.add(storeKeyOf(app, id));
     genuine.push(value);
-    t.true(await store.update(id, JSON.stringify({ time: i + 1, _session: true }), TTL_MS));
-    t.is((await send(agent, base, 'GET', '/get', `sid=${value}`)).body, JSON.stringify({ time: i + 1 }));
+    t.true(await store.update(storeKeyOf(app, id), JSON.stringify({ ...genuineData(i), _session: true }), TTL_MS));
+    t.is((await send(agent, base, 'GET', '/read', `sid=${value}`)).body, JSON.stringify(genuineData(i)));
   }
   const genuineIds = new Set(genuine.map((value) => value.split('.')[0]));
 
-  /** What a /get must show for this Cookie header: the data of the live session its genuine cookie names, or {}. */
+  /** What a /read must show for this Cookie header: the data of the live session its genuine cookie names, or {}. */
   async function expectedGet(cookie: string | undefined): Promise<string> {
     const value = sidTheServerReads(cookie);
     if (value === undefined || !genuine.includes(value)) return '{}';
-    const text = await store.get(value.split('.')[0], TTL_MS);
+    const text = await store.get(storeKeyOf(app, value.split('.')[0]), TTL_MS);
     if (text === undefined) return '{}';
     const { _session, ...data } = JSON.parse(text) as Record<string, unknown>;
     return JSON.stringify(data);
@@ -121,14 +126,15 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     for (const id of idsSetIn(reply.setCookies)) {
       t.false(offered.has(id) && !genuineIds.has(id), `${label}: adopted the offered id ${id}`);
       issued.add(id);
+      issuedKeys.add(storeKeyOf(app, id));
     }
     // Through the store: every stored id was handed out in a cookie; none a client made up.
     const { probation, protected: kept } = store.segments();
-    const unknown = [...probation, ...kept].filter((id) => !issued.has(id));
+    const unknown = [...probation, ...kept].filter((key) => !issuedKeys.has(key));
     t.deepEqual(unknown, [], `${label}: the store holds ids no cookie handed out`);
-    if (verb !== 'HEAD' && reply.status === 200 && /^\/get(\?|$)/.test(target)) {
-      t.is(reply.body, expected, `${label}: /get shows exactly the session its own genuine cookie names`);
-    } else if (/"time":/.test(reply.body)) {
+    if (verb !== 'HEAD' && reply.status === 200 && /^\/read(\?|$)/.test(target)) {
+      t.is(reply.body, expected, `${label}: /read shows exactly the session its own genuine cookie names`);
+    } else if (/"value":/.test(reply.body)) {
       t.is(reply.body, expected, `${label}: session data only through its own genuine cookie`);
     }
     return reply;
@@ -137,26 +143,26 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
   // --- Certain every run: each genuine cookie with one character changed, anywhere in it. ---
   for (const value of genuine.slice(0, 2)) {
     const id = value.split('.')[0];
-    const storedBefore = await store.get(id, TTL_MS);
+    const storedBefore = await store.get(storeKeyOf(app, id), TTL_MS);
     for (let at = 0; at < value.length; at++) {
       // Another character of the cookie's own alphabet (a dot becomes a letter): still well-formed but for the change.
       const replacement =
         ID_ALPHABET[(ID_ALPHABET.indexOf(value[at]) + 1 + (at % (ID_ALPHABET.length - 1))) % ID_ALPHABET.length];
       const mangled = value.slice(0, at) + replacement + value.slice(at + 1);
       t.not(mangled, value);
-      const get = await check('GET', '/get', `sid=${mangled}`);
-      t.is(get.body, '{}', `one character changed at ${at}: no session`);
-      t.deepEqual(get.setCookies, [], `one character changed at ${at}: /get sends no cookie`);
-      const set = await check('GET', '/set', `sid=${mangled}`);
-      const [newId] = idsSetIn(set.setCookies);
-      t.truthy(newId, `one character changed at ${at}: /set starts a new session, with a cookie`);
+      const read = await check('GET', '/read', `sid=${mangled}`);
+      t.is(read.body, '{}', `one character changed at ${at}: no session`);
+      t.deepEqual(read.setCookies, [], `one character changed at ${at}: /read sends no cookie`);
+      const write = await check('GET', '/write', `sid=${mangled}`);
+      const [newId] = idsSetIn(write.setCookies);
+      t.truthy(newId, `one character changed at ${at}: /write starts a new session, with a cookie`);
       t.not(newId, id);
-      t.truthy(await store.get(newId, TTL_MS), 'the new session is in the store');
+      t.truthy(await store.get(storeKeyOf(app, newId), TTL_MS), 'the new session is in the store');
     }
-    t.is(await store.get(id, TTL_MS), storedBefore, "the genuine session's data was never touched");
+    t.is(await store.get(storeKeyOf(app, id), TTL_MS), storedBefore, "the genuine session's data was never touched");
     t.is(
-      (await check('GET', '/get', `sid=${value}`)).body,
-      JSON.stringify({ time: genuine.indexOf(value) + 1 }),
+      (await check('GET', '/read', `sid=${value}`)).body,
+      JSON.stringify(genuineData(genuine.indexOf(value))),
       'and its own cookie still opens it',
     );
   }
@@ -168,10 +174,10 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     genuine[0].split('.')[0].replace(/^./, (first) => (first === 'Z' ? 'Y' : 'Z')),
   ]) {
     const forged = signedWith(TEST_KEY, id);
-    t.is((await check('GET', '/get', `sid=${forged}`)).body, '{}', `${id}: no session`);
-    const set = await check('GET', '/set', `sid=${forged}`);
-    t.truthy(idsSetIn(set.setCookies)[0], `${id}: /set starts a new session, with a cookie`);
-    t.is(await store.get(id, TTL_MS), undefined, `${id}: nothing stored under the forged id`);
+    t.is((await check('GET', '/read', `sid=${forged}`)).body, '{}', `${id}: no session`);
+    const write = await check('GET', '/write', `sid=${forged}`);
+    t.truthy(idsSetIn(write.setCookies)[0], `${id}: /write starts a new session, with a cookie`);
+    t.is(await store.get(storeKeyOf(app, id), TTL_MS), undefined, `${id}: nothing stored under the forged id`);
   }
 
   // --- Random hostile requests. ---
@@ -202,18 +208,21 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     .tuple(
       fc.oneof(
         fc.constantFrom(
-          '/set',
-          '/get',
-          '/del',
+          '/write',
+          '/read',
+          '/end',
+          '/save',
+          '/login',
+          '/regenerate',
           '/healthz',
           '/',
-          '//get',
-          '/get/',
-          '/GET',
+          '//read',
+          '/read/',
+          '/READ',
           '/%00',
           '/%ZZ',
-          '/..%2fget',
-          '/get%20',
+          '/..%2fread',
+          '/read%20',
         ),
         fc.webPath().filter((p) => p.startsWith('/')),
       ),
@@ -235,6 +244,6 @@ test('hostile requests: no 5xx, no foreign id adopted or stored, no session show
     'no error was logged',
   );
   const browser = new Browser(app.url);
-  t.is((await browser.request('/set')).body, 'ok');
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'and answers normally afterwards');
+  t.is((await browser.request('/write?value=afterwards')).body, 'ok');
+  t.deepEqual(await browser.json('/read'), { value: 'afterwards' }, 'and answers normally afterwards');
 });

@@ -10,20 +10,16 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
-import { addSeedRoutes as addSessionRoutes } from '../app/seed/routes.ts';
-import { appForTest, type RunningApp, type StartOptions, startApp } from './helpers/app.ts';
+import { appForTest, type RunningApp, startApp } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { GatedStore } from './helpers/gated-store.ts';
 import { deleteKeysWithPrefix, PATIENT_REDIS, REDIS_URL, redisTest, uniquePrefix } from './helpers/redis.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 import { untilConclusive } from './helpers/timing.ts';
 
 /** A fresh app for one attempt of a timed case, closed when the attempt ends. */
-async function withApp(
-  env: Record<string, string>,
-  options: StartOptions,
-  fn: (app: RunningApp) => Promise<void>,
-): Promise<void> {
-  const app = await startApp(env, options);
+async function withApp(env: Record<string, string>, fn: (app: RunningApp) => Promise<void>): Promise<void> {
+  const app = await startApp(env);
   try {
     await fn(app);
   } finally {
@@ -31,51 +27,41 @@ async function withApp(
   }
 }
 
-/** The seed's routes plus a login that regenerates the session (the README's). */
-const withLogin: StartOptions = {
-  routes: (router, session) => {
-    addSessionRoutes(router, session);
-    router.post('/login', session.change, async (ctx) => {
-      await ctx.session.regenerate();
-      ctx.body = 'welcome';
-    });
-  },
-};
-
 test('an idle session expires after SESSION_MAX_AGE; replaying its cookie gives {}', (t) =>
   untilConclusive(t, (tt, watch) =>
-    withApp({ SESSION_MAX_AGE: '2s' }, {}, async (app) => {
+    withApp({ SESSION_MAX_AGE: '2s' }, async (app) => {
       const browser = new Browser(app.url);
       watch.start();
-      await browser.request('/set');
-      tt.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'alive right after /set');
-      watch.checked(2_000, 'the /get after /set');
+      await browser.request('/write?value=idle');
+      tt.deepEqual(await browser.json('/read'), { value: 'idle' }, 'alive right after the write');
+      watch.checked(2_000, 'the read after the write');
       await sleep(2_500);
-      tt.deepEqual(await browser.json('/get'), {}, 'gone after staying idle longer than the max age');
+      tt.deepEqual(await browser.json('/read'), {}, 'gone after staying idle longer than the max age');
     }),
   ));
 
 test('sliding expiry: a session in use outlives its max age; once idle it is gone for good', (t) =>
   untilConclusive(t, (tt, watch) =>
-    withApp({ SESSION_MAX_AGE: '2s' }, {}, async (app) => {
+    withApp({ SESSION_MAX_AGE: '2s' }, async (app) => {
       const browser = new Browser(app.url);
       watch.start();
-      await browser.request('/set');
-      const stored = await browser.json('/get');
-      watch.checked(2_000, 'the first /get');
+      await browser.request('/write?value=in use');
+      const stored = await browser.json('/read');
+      tt.deepEqual(stored, { value: 'in use' });
+      watch.checked(2_000, 'the first read');
       // Read it every 500 ms for 5 s, more than twice the max age: each read renews it.
       for (let i = 0; i < 10; i++) {
         await sleep(500);
         const reading = performance.now();
-        tt.deepEqual(await browser.json('/get'), stored, `still alive at read ${i + 1}`);
+        tt.deepEqual(await browser.json('/read'), stored, `still alive at read ${i + 1}`);
         watch.checked(2_000, `read ${i + 1}`);
         watch.start(reading);
       }
       const idleCookie = browser.cookieHeader!;
       await sleep(2_500);
-      tt.deepEqual(await browser.json('/get'), {}, 'expired after 2.5 s idle');
+      tt.deepEqual(await browser.json('/read'), {}, 'expired after 2.5 s idle');
       await sleep(100);
-      const replay = await new Browser(app.url).request('/get', { headers: { cookie: idleCookie } });
+      const replay = await new Browser(app.url).request('/read', { headers: { cookie: idleCookie } });
       tt.is(replay.body, '{}', 'and stays gone');
     }),
   ));
@@ -83,11 +69,11 @@ test('sliding expiry: a session in use outlives its max age; once idle it is gon
 test('SESSION_MAX_LIFETIME: alive until shortly before it ends, refused after it with the cookie cleared, and gone from the store', (t) =>
   untilConclusive(t, (tt, watch) => {
     const lifetimeMs = 4_000;
-    return withApp({ SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` }, {}, async (app) => {
+    return withApp({ SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` }, async (app) => {
       const browser = new Browser(app.url);
       watch.start();
       const before = Date.now();
-      const first = await browser.request('/set');
+      const first = await browser.request('/write?value=bounded');
       const after = Date.now();
       const cookie = cookieValue(first.setCookies, 'sid')!;
       const issuedAt = issuedAtOf(cookie);
@@ -98,22 +84,22 @@ test('SESSION_MAX_LIFETIME: alive until shortly before it ends, refused after it
 
       // 1.5 s before the end it is alive (the issue time's precision is checked above: to the millisecond).
       await sleep(issuedAt + lifetimeMs - 1_500 - Date.now());
-      tt.deepEqual(Object.keys(await browser.json('/get')), ['time'], 'alive shortly before the end');
-      watch.checked(lifetimeMs, 'the /get before the end');
+      tt.deepEqual(await browser.json('/read'), { value: 'bounded' }, 'alive shortly before the end');
+      watch.checked(lifetimeMs, 'the read before the end');
 
       await sleep(issuedAt + lifetimeMs + 300 - Date.now());
       tt.is(
-        await app.store.get(sessionIdOf(cookie)!, 60_000),
+        await app.store.get(storeKeyOf(app, sessionIdOf(cookie)!), 60_000),
         undefined,
         'the store entry ended with the lifetime (its TTL was capped to it)',
       );
-      const refused = await browser.request('/get');
+      const refused = await browser.request('/read');
       tt.is(refused.body, '{}', 'refused past the absolute lifetime');
       tt.true(
         refused.setCookies.some((line) => /^sid=;.*expires=Thu, 01 Jan 1970/i.test(line)),
         'and the refused cookie is cleared in that response',
       );
-      const again = await browser.request('/set');
+      const again = await browser.request('/write');
       tt.not(sessionIdOf(cookieValue(again.setCookies, 'sid')), sessionIdOf(cookie), 'a new session gets a new id');
     });
   }));
@@ -121,22 +107,22 @@ test('SESSION_MAX_LIFETIME: alive until shortly before it ends, refused after it
 test('regenerate() restarts the absolute lifetime: the new id counts from its own issue time', (t) =>
   untilConclusive(t, (tt, watch) => {
     const lifetimeMs = 3_000;
-    return withApp({ SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` }, withLogin, async (app) => {
+    return withApp({ SESSION_MAX_AGE: '1m', SESSION_MAX_LIFETIME: `${lifetimeMs}ms` }, async (app) => {
       const browser = new Browser(app.url);
-      await browser.request('/set');
+      await browser.request('/write?value=carried');
       const firstIssuedAt = issuedAtOf(browser.cookies.get('sid')!);
       await sleep(2_000);
       watch.start();
-      const login = await browser.request('/login', { method: 'POST' });
-      const secondIssuedAt = issuedAtOf(cookieValue(login.setCookies, 'sid')!);
+      const regenerated = await browser.request('/regenerate', { method: 'POST' });
+      const secondIssuedAt = issuedAtOf(cookieValue(regenerated.setCookies, 'sid')!);
       tt.true(secondIssuedAt >= firstIssuedAt + 2_000, 'the new cookie carries a new issue time');
 
       // Past the first id's lifetime, at least 1.5 s before the second's ends (it was issued 2 s or more later).
       await sleep(firstIssuedAt + lifetimeMs + 300 - Date.now());
-      tt.deepEqual(Object.keys(await browser.json('/get')), ['time'], "alive past the first id's lifetime");
-      watch.checked(lifetimeMs, "the /get within the new id's lifetime");
+      tt.deepEqual(await browser.json('/read'), { value: 'carried' }, "alive past the first id's lifetime");
+      watch.checked(lifetimeMs, "the read within the new id's lifetime");
       await sleep(secondIssuedAt + lifetimeMs + 300 - Date.now());
-      tt.deepEqual(await browser.json('/get'), {}, 'refused once its own lifetime is over');
+      tt.deepEqual(await browser.json('/read'), {}, 'refused once its own lifetime is over');
     });
   }));
 
@@ -148,24 +134,26 @@ function issuedAtOf(cookie: string): number {
 test('SESSION_MAX_ENTRIES bounds the memory store: a session never read again is evicted first', async (t) => {
   const app = await appForTest(t, { SESSION_MAX_ENTRIES: '3' });
   const browsers = [0, 1, 2, 3].map(() => new Browser(app.url));
-  for (const browser of browsers.slice(0, 3)) await browser.request('/set');
+  for (const [index, browser] of browsers.slice(0, 3).entries()) await browser.request(`/write?value=${index}`);
   // Reading session 0 again protects it; session 1 is then the oldest session never read again.
-  t.deepEqual(Object.keys(await browsers[0].json('/get')), ['time']);
-  await browsers[3].request('/set');
+  t.deepEqual(await browsers[0].json('/read'), { value: '0' });
+  await browsers[3].request('/write?value=3');
   t.is((await app.store.health()).sessions, 3, 'never more than SESSION_MAX_ENTRIES');
-  t.deepEqual(await browsers[1].json('/get'), {}, 'the oldest session never read again was evicted');
+  t.deepEqual(await browsers[1].json('/read'), {}, 'the oldest session never read again was evicted');
   for (const index of [0, 2, 3]) {
-    t.deepEqual(Object.keys(await browsers[index].json('/get')), ['time'], `session ${index} is kept`);
+    t.deepEqual(await browsers[index].json('/read'), { value: String(index) }, `session ${index} is kept`);
   }
 });
 
-test('100 parallel /set on one session all succeed and leave one valid session', async (t) => {
+test('100 parallel writes on one session all succeed and leave one valid session', async (t) => {
   const app = await appForTest(t);
   const browser = new Browser(app.url);
-  await browser.request('/set');
+  await browser.request('/write?value=first');
   const cookie = browser.cookieHeader!;
+  // Each writes a value of its own, so every one of them writes the session back.
+  const values = Array.from({ length: 100 }, (_, i) => `parallel ${i}`);
   const answers = await Promise.all(
-    Array.from({ length: 100 }, () => new Browser(app.url).request('/set', { headers: { cookie } })),
+    values.map((value) => new Browser(app.url).request(`/write?value=${value}`, { headers: { cookie } })),
   );
   t.true(answers.every((answer) => answer.status === 200 && answer.body === 'ok'));
   t.true(
@@ -173,8 +161,8 @@ test('100 parallel /set on one session all succeed and leave one valid session',
     'no request replaced the session id',
   );
   t.is((await app.store.health()).sessions, 1);
-  const data = (await browser.json('/get')) as { time: number };
-  t.true(Number.isInteger(data.time));
+  const data = (await browser.json('/read')) as { value: string };
+  t.true(values.includes(data.value), `one of the writes is kept whole: ${JSON.stringify(data)}`);
 });
 
 for (const [name, storeTest, env] of [
@@ -191,36 +179,24 @@ for (const [name, storeTest, env] of [
       untilConclusive(t, async (tt, watch) => {
         const settings: Record<string, string> = { ...env(), SESSION_MAX_AGE: '2s' };
         try {
-          await withApp(
-            settings,
-            {
-              routes: (router, session) => {
-                addSessionRoutes(router, session);
-                router.post('/login', session.change, async (ctx) => {
-                  await ctx.session.regenerate();
-                  ctx.session.time = 42; // koa-session saves twice in this request
-                  ctx.body = 'welcome';
-                });
-              },
-            },
-            async (app) => {
-              const browser = new Browser(app.url);
-              await browser.request('/set');
-              await browser.request('/login', { method: 'POST' });
-              const id = sessionIdOf(browser.cookies.get('sid'))!;
-              watch.start();
-              const stored = JSON.parse((await app.store.get(id, 2_000))!) as Record<string, unknown>;
-              tt.deepEqual(
-                stored,
-                { time: 42, _session: true },
-                'no koa-session expiry fields (a one-day _maxAge) stored',
-              );
-              tt.deepEqual(await browser.json('/get'), { time: 42 });
-              watch.checked(2_000, 'the /get after the store read');
-              await sleep(2_500);
-              tt.deepEqual(await browser.json('/get'), {}, 'gone after 2.5 s idle with SESSION_MAX_AGE=2s');
-            },
-          );
+          await withApp(settings, async (app) => {
+            const browser = new Browser(app.url);
+            await browser.request('/write');
+            // koa-session saves twice in this request: after regenerate(), and after the change.
+            tt.is((await browser.request('/login?value=42', { method: 'POST' })).body, 'welcome');
+            const id = sessionIdOf(browser.cookies.get('sid'))!;
+            watch.start();
+            const stored = JSON.parse((await app.store.get(storeKeyOf(app, id), 2_000))!) as Record<string, unknown>;
+            tt.deepEqual(
+              stored,
+              { value: '42', _session: true },
+              'no koa-session expiry fields (a one-day _maxAge) stored',
+            );
+            tt.deepEqual(await browser.json('/read'), { value: '42' });
+            watch.checked(2_000, 'the read after the store read');
+            await sleep(2_500);
+            tt.deepEqual(await browser.json('/read'), {}, 'gone after 2.5 s idle with SESSION_MAX_AGE=2s');
+          });
         } finally {
           if (settings.REDIS_KEY_PREFIX) await deleteKeysWithPrefix(settings.REDIS_KEY_PREFIX);
         }
@@ -236,10 +212,10 @@ test('a request during which the absolute lifetime ends clears the cookie, even 
     { wrapStore: (inner) => (gate = new GatedStore(inner)) },
   );
   const browser = new Browser(app.url);
-  await browser.request('/set');
+  await browser.request('/write');
   const issuedAt = issuedAtOf(browser.cookies.get('sid')!);
   const held = gate.holdNext('get');
-  const reading = browser.request('/get');
+  const reading = browser.request('/read');
   await held.reached; // the cookie passed its check; the store read waits
   await sleep(issuedAt + 3_000 + 200 - Date.now());
   held.release();

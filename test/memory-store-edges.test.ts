@@ -82,8 +82,8 @@ test('protected holds floor(maxEntries × protectedShare) entries, 80% by defaul
     for (const id of all) await store.get(id, LONG);
     const { probation, protected: kept_ } = store.segments();
     t.is(kept_.length, kept, JSON.stringify(options));
-    t.deepEqual(kept_, all.slice(all.length - kept), 'the most recently read');
-    t.deepEqual(probation, all.slice(0, all.length - kept), 'the rest demoted, least recent first');
+    t.deepEqual(kept_, all.slice(0, kept), 'the first read: established first, kept first');
+    t.deepEqual(probation, all.slice(kept), 'the rest wait, in the order of their reads');
     t.is(store.size, options.maxEntries);
   }
 });
@@ -100,12 +100,12 @@ test('stats start at zero and count each kind of event once', async (t) => {
   t.deepEqual(store.stats, { hits: 1, misses: 2, expired: 1, evictedProbation: 0, evictedProtected: 0 });
   await createAll(store, ['c', 'd']); // full: c evicted from probation for d
   t.deepEqual(store.stats, { hits: 1, misses: 2, expired: 1, evictedProbation: 1, evictedProtected: 0 });
-  await store.get('d', LONG); // promoted; protected over its share of 1: a goes back to probation
-  await store.get('a', LONG); // promoted again; d goes back
+  await store.get('d', LONG); // established, but protected (its share is 1) holds a: d waits
+  await store.get('a', LONG);
   await store.get('d', LONG);
-  t.deepEqual(store.segments(), { probation: ['a'], protected: ['d'] });
+  t.deepEqual(store.segments(), { probation: ['d'], protected: ['a'] });
   await store.destroy('a');
-  await createAll(store, ['e', 'f']); // e fills the place of a; f evicts e from probation
+  await createAll(store, ['e', 'f']); // e fills the place of a; f evicts e, a one-shot session, not d
   t.deepEqual(store.stats, { hits: 4, misses: 2, expired: 1, evictedProbation: 2, evictedProtected: 0 });
   await store.destroy('f');
   await store.destroy('d');
@@ -123,15 +123,13 @@ test('health reports the number of sessions; the kind is memory', async (t) => {
   t.deepEqual(await store.health(), { ok: true, sessions: 0 });
 });
 
-test('an update keeps the entry in its segment and makes it the most recent there', async (t) => {
+test('an update changes neither the segment of an entry nor its place there: it is not a use', async (t) => {
   const { store } = storeWithClock({ maxEntries: 10 });
   await createAll(store, ['a', 'b', 'c', 'x', 'y', 'z']);
   for (const id of ['x', 'y', 'z']) await store.get(id, LONG);
-  t.true(await store.update('z', 'new z', LONG), 'already the most recent');
   t.deepEqual(store.segments(), { probation: ['a', 'b', 'c'], protected: ['x', 'y', 'z'] });
-  t.true(await store.update('a', 'new a', LONG));
-  t.true(await store.update('x', 'new x', LONG));
-  t.deepEqual(store.segments(), { probation: ['b', 'c', 'a'], protected: ['y', 'z', 'x'] });
+  for (const id of ['z', 'a', 'x']) t.true(await store.update(id, `new ${id}`, LONG));
+  t.deepEqual(store.segments(), { probation: ['a', 'b', 'c'], protected: ['x', 'y', 'z'] });
   t.is(await store.get('a', LONG), 'new a');
   t.is(await store.get('x', LONG), 'new x');
 });

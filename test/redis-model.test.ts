@@ -11,12 +11,16 @@
  * two overlap (the call ran at the very edge) may the answer go either way, and then the answer
  * itself tells the model which it was. A slow machine makes more calls land in the edge, never a
  * false failure. FC_RUNS=200 npx ava test/redis-model.test.ts for more runs.
+ *
+ * On every Redis deployment (test/helpers/redis-topologies.ts): the one at REDIS_URL, a Cluster and
+ * Sentinels of this file's own. A Cluster's keys live on several masters; the offset is measured on one
+ * of them, which is exact here, where every node runs on this machine's clock.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import fc from 'fast-check';
 import type { RedisStore } from '../app/stores/redis.ts';
-import { inspector, openTestRedisStore, REDIS_URL, redisTest } from './helpers/redis.ts';
+import { openStoreOn, type RedisDeployment, redisDeployments } from './helpers/redis-topologies.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 0) || undefined;
 /** Redis keeps expiry times and its clock in whole ms and compares `now > expiry`: a ms of rounding either way. */
@@ -118,12 +122,15 @@ class Model {
 }
 
 /** Redis's clock minus ours lies in [low, high] ms. */
-const offset = { low: 0, high: 0 };
+interface ClockOffset {
+  readonly low: number;
+  readonly high: number;
+}
 /** Our wall clock, to a fraction of a ms (Date.now() rounds down to whole ms). */
 const clock = () => performance.timeOrigin + performance.now();
 
-async function measureClockOffset(url: string | undefined): Promise<void> {
-  const redis = await inspector(url);
+async function measureClockOffset(deployment: RedisDeployment): Promise<ClockOffset> {
+  const redis = await deployment.inspector();
   try {
     let best = { low: -Infinity, high: Infinity };
     for (let i = 0; i < 5; i++) {
@@ -135,27 +142,36 @@ async function measureClockOffset(url: string | undefined): Promise<void> {
       const window = { low: redisMs - after, high: redisMs - before };
       if (window.high - window.low < best.high - best.low) best = window;
     }
-    Object.assign(offset, best);
+    return best;
   } finally {
-    await redis.close();
+    redis.destroy();
   }
 }
 
 /** Now, on Redis's clock, as a window. */
-function redisNow(): { start: number; end: number } {
+function redisNow(offset: ClockOffset): { start: number; end: number } {
   const now = clock();
   return { start: now + offset.low, end: now + offset.high };
 }
 
 /** Runs a call; Redis ran it within [start, end] on its clock. */
-async function timed<T>(call: () => Promise<T>): Promise<{ result: T; start: number; end: number }> {
-  const { start } = redisNow();
+async function timed<T>(
+  offset: ClockOffset,
+  call: () => Promise<T>,
+): Promise<{ result: T; start: number; end: number }> {
+  const { start } = redisNow(offset);
   const result = await call();
-  return { result, start, end: redisNow().end };
+  return { result, start, end: redisNow(offset).end };
 }
 
 /** Runs one command against the store and the model; throws, with the calls so far, on a mismatch. */
-async function step(store: RedisStore, model: Model, command: Command, log: string[]): Promise<void> {
+async function step(
+  store: RedisStore,
+  model: Model,
+  command: Command,
+  log: string[],
+  offset: ClockOffset,
+): Promise<void> {
   const fail = (message: string): never => {
     throw new Error(`${message}\n${log.join('\n')}`);
   };
@@ -164,7 +180,7 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
       await sleep(command.ms);
       return;
     case 'atEdge': {
-      const now = redisNow().end;
+      const now = redisNow(offset).end;
       const live = [...model.entries]
         .filter(([, entry]) => entry.latest > now)
         .sort(([, x], [, y]) => x.latest - y.latest);
@@ -174,13 +190,13 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
         model.counts.aimed++;
         const target = (command.offsetMs < 0 ? entry.earliest : entry.latest) + command.offsetMs;
         log.push(`sleep to ${key}'s expiry ${command.offsetMs >= 0 ? '+' : ''}${command.offsetMs} ms`);
-        const { start, end } = redisNow();
+        const { start, end } = redisNow(offset);
         await sleep(Math.max(0, target - (start + end) / 2));
       }
-      return step(store, model, { ...command.then, id: key }, log);
+      return step(store, model, { ...command.then, id: key }, log, offset);
     }
     case 'get': {
-      const { result, start, end } = await timed(() => store.get(command.id, command.ttl));
+      const { result, start, end } = await timed(offset, () => store.get(command.id, command.ttl));
       const state = model.state(command.id, start, end);
       log.push(
         `get ${command.id} ${command.ttl} -> ${JSON.stringify(result)} (${state}, ${(end - start).toFixed(1)} ms)`,
@@ -198,7 +214,7 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
       return;
     }
     case 'create': {
-      const { result, start, end } = await timed(() => store.create(command.id, command.text, command.ttl));
+      const { result, start, end } = await timed(offset, () => store.create(command.id, command.text, command.ttl));
       const state = model.state(command.id, start, end);
       log.push(`create ${command.id} ${command.ttl} -> ${result} (${state}, ${(end - start).toFixed(1)} ms)`);
       model.note(state, command.id, start, end);
@@ -209,7 +225,7 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
       return;
     }
     case 'update': {
-      const { result, start, end } = await timed(() => store.update(command.id, command.text, command.ttl));
+      const { result, start, end } = await timed(offset, () => store.update(command.id, command.text, command.ttl));
       const state = model.state(command.id, start, end);
       log.push(`update ${command.id} ${command.ttl} -> ${result} (${state}, ${(end - start).toFixed(1)} ms)`);
       model.note(state, command.id, start, end);
@@ -221,7 +237,7 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
       return;
     }
     case 'destroy': {
-      const { result, start, end } = await timed(() => store.destroy(command.id));
+      const { result, start, end } = await timed(offset, () => store.destroy(command.id));
       const state = model.state(command.id, start, end);
       log.push(`destroy ${command.id} -> ${result} (${state}, ${(end - start).toFixed(1)} ms)`);
       model.note(state, command.id, start, end);
@@ -233,51 +249,56 @@ async function step(store: RedisStore, model: Model, command: Command, log: stri
   }
 }
 
-redisTest(test)(
-  'redis store matches the model with real short TTLs: conditional writes, expiry at the edge, sliding refresh',
-  async (t) => {
-    await measureClockOffset(REDIS_URL);
-    t.log(`Redis's clock minus ours: between ${offset.low.toFixed(1)} and ${offset.high.toFixed(1)} ms`);
-    const totals = { aimed: 0, exact: 0, edge: 0, presentNearEdge: 0, absentNearEdge: 0 };
-    await fc.assert(
-      fc.asyncProperty(fc.array(command, { minLength: 10, maxLength: 60, size: 'medium' }), async (commands) => {
-        const { store, close } = await openTestRedisStore();
-        const model = new Model();
-        const log: string[] = [];
-        try {
-          for (const each of commands) await step(store, model, each, log);
-          // Finally every id is read: what the model holds for sure must be there, nothing else.
-          for (const each of ids) await step(store, model, { kind: 'get', id: each, ttl: 40 }, log);
-        } finally {
-          await close();
-          for (const name of Object.keys(totals) as Array<keyof typeof totals>) totals[name] += model.counts[name];
-        }
-      }),
-      {
-        numRuns: RUNS ?? 20,
-        examples: [
-          // A read renews the TTL: alive after 1.6 TTL from the write, because of the read at 0.8.
-          [
+for (const deployment of redisDeployments(test)) modelCheck(deployment);
+
+/** The model check, on one Redis deployment. */
+function modelCheck(deployment: RedisDeployment): void {
+  deployment.test(
+    `${deployment.name} store matches the model with real short TTLs: conditional writes, expiry at the edge, sliding refresh`,
+    async (t) => {
+      const offset = await measureClockOffset(deployment);
+      t.log(`Redis's clock minus ours: between ${offset.low.toFixed(1)} and ${offset.high.toFixed(1)} ms`);
+      const totals = { aimed: 0, exact: 0, edge: 0, presentNearEdge: 0, absentNearEdge: 0 };
+      await fc.assert(
+        fc.asyncProperty(fc.array(command, { minLength: 10, maxLength: 60, size: 'medium' }), async (commands) => {
+          const { store, close } = await openStoreOn(deployment);
+          const model = new Model();
+          const log: string[] = [];
+          try {
+            for (const each of commands) await step(store, model, each, log, offset);
+            // Finally every id is read: what the model holds for sure must be there, nothing else.
+            for (const each of ids) await step(store, model, { kind: 'get', id: each, ttl: 40 }, log, offset);
+          } finally {
+            await close();
+            for (const name of Object.keys(totals) as Array<keyof typeof totals>) totals[name] += model.counts[name];
+          }
+        }),
+        {
+          numRuns: RUNS ?? 20,
+          examples: [
+            // A read renews the TTL: alive after 1.6 TTL from the write, because of the read at 0.8.
             [
-              { kind: 'create', id: 'a', text: '{"n":1}', ttl: 200 },
-              { kind: 'sleep', ms: 160 },
-              { kind: 'get', id: 'a', ttl: 200 },
-              { kind: 'sleep', ms: 160 },
-              { kind: 'get', id: 'a', ttl: 200 },
-              { kind: 'update', id: 'a', text: '{"n":2}', ttl: 40 },
-              { kind: 'atEdge', pick: 0, offsetMs: 8, then: { kind: 'update', id: 'a', text: '{"n":3}', ttl: 200 } },
-              { kind: 'create', id: 'a', text: '{"n":4}', ttl: 200 },
-              { kind: 'create', id: 'a', text: '{"n":5}', ttl: 200 },
+              [
+                { kind: 'create', id: 'a', text: '{"n":1}', ttl: 200 },
+                { kind: 'sleep', ms: 160 },
+                { kind: 'get', id: 'a', ttl: 200 },
+                { kind: 'sleep', ms: 160 },
+                { kind: 'get', id: 'a', ttl: 200 },
+                { kind: 'update', id: 'a', text: '{"n":2}', ttl: 40 },
+                { kind: 'atEdge', pick: 0, offsetMs: 8, then: { kind: 'update', id: 'a', text: '{"n":3}', ttl: 200 } },
+                { kind: 'create', id: 'a', text: '{"n":4}', ttl: 200 },
+                { kind: 'create', id: 'a', text: '{"n":5}', ttl: 200 },
+              ],
             ],
           ],
-        ],
-      },
-    );
-    t.log(
-      `calls aimed at an expiry: ${totals.aimed}; answers checked exactly: ${totals.exact}, of which ` +
-        `${totals.presentNearEdge} within ${NEAR_MS} ms before an expiry and ${totals.absentNearEdge} within ${NEAR_MS} ms after one; ` +
-        `at an edge, either answer accepted: ${totals.edge}`,
-    );
-    t.true(totals.presentNearEdge > 0 && totals.absentNearEdge > 0, 'exact checks reached both sides of an expiry');
-  },
-);
+        },
+      );
+      t.log(
+        `calls aimed at an expiry: ${totals.aimed}; answers checked exactly: ${totals.exact}, of which ` +
+          `${totals.presentNearEdge} within ${NEAR_MS} ms before an expiry and ${totals.absentNearEdge} within ${NEAR_MS} ms after one; ` +
+          `at an edge, either answer accepted: ${totals.edge}`,
+      );
+      t.true(totals.presentNearEdge > 0 && totals.absentNearEdge > 0, 'exact checks reached both sides of an expiry');
+    },
+  );
+}

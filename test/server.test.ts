@@ -2,6 +2,9 @@
  * The real server process: start-up output, serving, and graceful shutdown on signals (drain,
  * listener close, deadline). Every test starts its own server; they run one at a time so that this
  * file never has more than one server process (and its load) on the machine at once.
+ *
+ * The servers run test/helpers/test-server.ts (app/main.ts's start-up with the test routes), except
+ * the first test, which runs app/main.ts itself and checks only what holds whatever its routes are.
  */
 
 import { once } from 'node:events';
@@ -11,13 +14,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type TestFn } from 'ava';
 import { TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
-import { killOnTeardown, logLines, type ServerProcess, startServerProcess, waitForOutput } from './helpers/process.ts';
+import {
+  APP_ENTRY,
+  killOnTeardown,
+  logLines,
+  type ServerProcess,
+  type SpawnOptions,
+  startServerProcess,
+  waitForOutput,
+} from './helpers/process.ts';
 import { ownRedisServer } from './helpers/redis.ts';
 
 const test = anyTest.serial as TestFn;
 
-async function startServer(t: { teardown(fn: () => unknown): void }, env: Record<string, string>) {
-  const server = await startServerProcess(env);
+async function startServer(
+  t: { teardown(fn: () => unknown): void },
+  env: Record<string, string>,
+  options: SpawnOptions = {},
+) {
+  const server = await startServerProcess(env, options);
   killOnTeardown(t, server);
   return server;
 }
@@ -65,7 +80,32 @@ async function connectionRefused(url: string): Promise<boolean> {
   }
 }
 
-test('npm start prints one line with the URL, serves the routes, and exits 0 on SIGTERM', async (t) => {
+test('npm start (app/main.ts, whatever routes it mounts) prints one line with the URL, answers /healthz, and exits 0 on SIGTERM', async (t) => {
+  const server = await startServer(t, { SESSION_KEYS: TEST_KEY, HTTP_KEEP_ALIVE_TIMEOUT: '1s' }, { script: APP_ENTRY });
+  t.is(server.stdout().trimEnd().split('\n').length, 1, 'one line at start');
+  t.regex(server.stdout(), /"msg":"listening on http:\/\/127\.0\.0\.1:\d+"/);
+  t.like(
+    server.reports().find((report) => report.announced),
+    { handlers: { SIGTERM: 1, SIGINT: 1 } },
+  );
+
+  const health = await new Browser(server.url).request('/healthz');
+  t.is(health.status, 200);
+  t.like(JSON.parse(health.body), { status: 'ok', store: { kind: 'memory', ok: true } });
+  t.deepEqual(health.setCookies, []);
+
+  server.child.kill('SIGTERM');
+  t.is(await server.exited, 0);
+  t.is(server.stderr(), '');
+  t.deepEqual(
+    logLines(server)
+      .map((line) => line.msg)
+      .filter((msg) => msg !== 'request'),
+    [`listening on ${server.url}`, 'shutting down', 'listener closed', 'stopped'],
+  );
+});
+
+test('the server prints one line with the URL, serves the routes, and exits 0 on SIGTERM', async (t) => {
   const server = await startServer(t, {
     SESSION_KEYS: TEST_KEY,
     SHUTDOWN_DRAIN: '300ms',
@@ -81,8 +121,8 @@ test('npm start prints one line with the URL, serves the routes, and exits 0 on 
   );
 
   const browser = new Browser(server.url);
-  t.is((await browser.request('/set')).body, 'ok');
-  t.deepEqual(Object.keys(await browser.json('/get')), ['time']);
+  t.is((await browser.request('/write?value=served')).body, 'ok');
+  t.deepEqual(await browser.json('/read'), { value: 'served' });
 
   // fetch keeps its connection open; the server leaves it to the keep-alive timeout (1 s here),
   // which bounds the exit.
@@ -102,12 +142,38 @@ test('npm start prints one line with the URL, serves the routes, and exits 0 on 
   );
 });
 
+test('a bug that crashes the process: every request line before it is written, in order, then one fatal line, and exit 1', async (t) => {
+  // A bug outside any request: an exception thrown by a signal handler (preloaded here) is uncaught. Its
+  // message is long, so the fatal line is larger than a whole batch of lines: it goes out on its own.
+  const message = `a bug outside any request ${'!'.repeat(100_000)}`;
+  const crashOnSignal = `data:text/javascript,process.on('SIGUSR2', () => { throw new Error('${message}'); });`;
+  const server = await startServer(
+    t,
+    { SESSION_KEYS: TEST_KEY, LOG_LEVEL: 'info' },
+    { nodeArgs: ['--import', crashOnSignal] },
+  );
+  // Lines for several writes, the last of them still gathered for the next write when the bug strikes
+  // (lines go out every 100 ms at least: the signal follows the last answer at once).
+  const ids = Array.from({ length: 400 }, (_, i) => `before-the-crash-${i}`);
+  for (const id of ids)
+    t.is((await new Browser(server.url).request('/read', { headers: { 'x-request-id': id } })).status, 200);
+  server.child.kill('SIGUSR2');
+  t.is(await server.exited, 1);
+  const lines = logLines(server);
+  t.deepEqual(
+    lines.filter((line) => line.msg === 'request').map((line) => line.requestId),
+    ids,
+  );
+  t.like(lines.at(-1), { level: 'fatal', msg: 'fatal error; exiting', err: { message } });
+  t.is(server.stderr(), '');
+});
+
 test('without SESSION_KEYS (development) a random key is made, with a one-line warning', async (t) => {
   const server = await startServer(t, {});
   const lines = server.stdout().trimEnd().split('\n');
   t.is(lines.length, 2);
   t.regex(lines[0], /"level":"warn".*SESSION_KEYS is not set/);
-  t.is((await new Browser(server.url).request('/set')).status, 200);
+  t.is((await new Browser(server.url).request('/write')).status, 200);
   server.child.kill('SIGINT');
   t.is(await server.exited, 0, 'SIGINT too');
 });
@@ -152,14 +218,16 @@ test('during the drain /healthz answers 503 while the routes still answer 200 wi
   t.like(await health.json(), { status: 'shutting down' });
   t.is(health.headers.get('connection'), 'close');
   const browser = new Browser(server.url);
-  const set = await browser.request('/set');
-  t.is(set.status, 200);
-  t.is(set.body, 'ok');
-  t.is(set.headers.get('connection'), 'close', 'clients are told to reconnect elsewhere');
-  t.is((await browser.request('/get')).status, 200, 'new connections are still accepted');
+  const write = await browser.request('/write?value=draining');
+  t.is(write.status, 200);
+  t.is(write.body, 'ok');
+  t.is(write.headers.get('connection'), 'close', 'clients are told to reconnect elsewhere');
+  const read = await browser.request('/read');
+  t.is(read.status, 200, 'new connections are still accepted');
+  t.is(read.body, '{"value":"draining"}');
 
   const before = idle.received().length;
-  idle.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  idle.socket.write('GET /write HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await idle.ended;
   const second = idle.received().slice(before);
   t.regex(
@@ -181,7 +249,7 @@ test('during the drain /healthz answers 503 while the routes still answer 200 wi
 test('after the drain new connections are refused, while a request in flight is answered before the process exits 0', async (t) => {
   const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '500ms', SHUTDOWN_TIMEOUT: '15s' });
   const inFlight = await rawConnection(server.url);
-  inFlight.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n'); // headers not finished yet
+  inFlight.socket.write('GET /write HTTP/1.1\r\nHost: localhost\r\n'); // headers not finished yet
 
   await sleep(200);
   server.child.kill('SIGTERM');
@@ -243,7 +311,7 @@ test('connections that never sent a whole request do not hold the exit past the 
   });
   const silent = await rawConnection(server.url); // a browser's pre-opened socket
   const halfway = await rawConnection(server.url);
-  halfway.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n'); // headers that never end
+  halfway.socket.write('GET /write HTTP/1.1\r\nHost: localhost\r\n'); // headers that never end
   await sleep(100);
   const signalled = Date.now();
   server.child.kill('SIGTERM');
@@ -275,13 +343,13 @@ async function serverOnOwnRedis(t: Parameters<typeof ownRedisServer>[0], shutdow
 }
 
 test('a request held by a stalled dependency past SHUTDOWN_TIMEOUT makes the process exit 1, with one error line', async (t) => {
-  // Redis paused and a command timeout far past the shutdown deadline: the /get in flight never ends.
+  // Redis paused and a command timeout far past the shutdown deadline: the read in flight never ends.
   const timeoutMs = 2_000;
   const { redis, server } = await serverOnOwnRedis(t, timeoutMs);
   const browser = new Browser(server.url);
-  await browser.request('/set');
+  await browser.request('/write');
   await redis.pause();
-  const stuck = browser.request('/get').catch((error: Error) => error);
+  const stuck = browser.request('/read').catch((error: Error) => error);
   await sleep(200);
 
   const signalled = Date.now();
@@ -303,16 +371,16 @@ test('a request held by a stalled dependency past SHUTDOWN_TIMEOUT makes the pro
 });
 
 test('a keep-alive connection whose earlier request was answered still counts as busy while its next request waits', async (t) => {
-  // One connection: /set answered, then /get stalled on a paused Redis. The shutdown's close of idle
+  // One connection: a write answered, then a read stalled on a paused Redis. The shutdown's close of idle
   // connections must go by the connection's newest request, not its first (already answered) one.
   const { redis, server } = await serverOnOwnRedis(t, 2_000);
   const connection = await rawConnection(server.url);
-  connection.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n\r\n');
-  await until(() => connection.received().endsWith('\r\n\r\nok'), 'the answer to /set');
+  connection.socket.write('GET /write HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await until(() => connection.received().endsWith('\r\n\r\nok'), 'the answer to the write');
   const cookie = /set-cookie: ([^;]+);/i.exec(connection.received())?.[1];
   if (cookie === undefined) return t.fail(`no session cookie: ${connection.received()}`);
   await redis.pause();
-  connection.socket.write(`GET /get HTTP/1.1\r\nHost: localhost\r\nCookie: ${cookie}\r\n\r\n`);
+  connection.socket.write(`GET /read HTTP/1.1\r\nHost: localhost\r\nCookie: ${cookie}\r\n\r\n`);
   await sleep(200);
 
   const signalled = Date.now();
@@ -334,7 +402,7 @@ test('a client stalling in its headers during shutdown is still cut off by HTTP_
     HTTP_REQUEST_TIMEOUT: '2s',
   });
   const stalled = await rawConnection(server.url);
-  stalled.socket.write('GET /set HTTP/1.1\r\nHost: localhost\r\n');
+  stalled.socket.write('GET /write HTTP/1.1\r\nHost: localhost\r\n');
 
   const signalled = Date.now();
   server.child.kill('SIGTERM');
@@ -423,7 +491,7 @@ function get(agent: Agent, url: string, headers: Record<string, string>, timeout
   });
 }
 
-/** One client: its own keep-alive Agent (one socket), /set then /set again, back to back, until `stop()`. */
+/** One client: its own keep-alive Agent (one socket), writing a new value back to back until `stop()`. */
 async function keepAliveClient(
   url: string,
   tally: Tally,
@@ -438,7 +506,7 @@ async function keepAliveClient(
     for (let i = 0; i < maxRequests && !stop(); i++) {
       const duringShutdown = shutdownSeen();
       try {
-        const answer = await get(agent, `${url}/set`, cookie === undefined ? {} : { cookie }, 10_000);
+        const answer = await get(agent, `${url}/write?value=${i}`, cookie === undefined ? {} : { cookie }, 10_000);
         const setCookie = answer.headers['set-cookie']?.find((line) => line.startsWith('sid='));
         if (setCookie !== undefined) cookie = setCookie.split(';')[0];
         if (answer.status !== 200 || answer.body !== 'ok') {
@@ -532,12 +600,12 @@ test('measured: 8 keep-alive clients sending back to back through a SIGTERM see 
   t.is(server.stderr(), '');
 });
 
-/** One fetch client (Node's undici, whose keep-alive rules differ from http.Agent's): /set back to back until `stop()`. */
+/** One fetch client (Node's undici, whose keep-alive rules differ from http.Agent's): writes until `stop()`. */
 async function fetchClient(url: string, tally: Tally, stop: () => boolean, maxRequests: number): Promise<void> {
   let cookie: string | undefined;
   for (let i = 0; i < maxRequests && !stop(); i++) {
     try {
-      const response = await fetch(`${url}/set`, {
+      const response = await fetch(`${url}/write?value=${i}`, {
         headers: cookie === undefined ? {} : { cookie },
         signal: AbortSignal.timeout(10_000),
       });
@@ -606,19 +674,19 @@ test('measured: 8 fetch clients sending back to back through a SIGTERM with the 
 test('a request pipelined behind an answer that closes the connection is not processed', async (t) => {
   const server = await startServer(t, { SESSION_KEYS: TEST_KEY, SHUTDOWN_DRAIN: '3s', SHUTDOWN_TIMEOUT: '8s' });
   const browser = new Browser(server.url);
-  await browser.request('/set');
+  await browser.request('/write?value=alive');
   const cookie = browser.cookieHeader!;
   server.child.kill('SIGTERM');
   await waitForOutput(server, /"msg":"shutting down"/);
   const connection = await rawConnection(server.url);
   const request = (path: string) => `GET ${path} HTTP/1.1\r\nHost: localhost\r\nCookie: ${cookie}\r\n\r\n`;
-  connection.socket.write(request('/get') + request('/del'));
+  connection.socket.write(request('/read') + request('/end'));
   await connection.ended;
   t.is(connection.received().match(/^HTTP\/1\.1 /gm)?.length, 1, 'one answer, with Connection: close');
   t.regex(connection.received(), /connection: close/i);
   t.deepEqual(
-    Object.keys(await browser.json('/get')),
-    ['time'],
-    'the pipelined /del was not carried out: the session is alive',
+    await browser.json('/read'),
+    { value: 'alive' },
+    'the pipelined end was not carried out: the session is alive',
   );
 });

@@ -1,8 +1,10 @@
 /**
- * The SQLite store (app/stores/sqlite.ts) beyond the store contract (test/sqlite-store-contract.test.ts):
- * lifetimes on a clock of the test's own, the bound, the sweep, rows this app did not write, the file's
+ * The SQLite store (app/stores/sqlite.ts) beyond the store contract (test/store-contract.test.ts and
+ * test/user-index-contract.test.ts list it where node:sqlite exists): lifetimes on a clock of the test's own, the bound, the sweep, rows this app did not write, the file's
  * checks at start-up, persistence across a restart (in process through HTTP with routes of this file,
- * and of the real server process), WAL mode and locks held elsewhere. Every case drives the real store on a real file in a temp folder; a second connection
+ * and of the real server process), WAL mode and locks held elsewhere, users' lists that follow the sessions
+ * the store drops on its own, and a file from before the users' tables. Every case drives the real store on
+ * a real file in a temp folder; a second connection
  * (node:sqlite, as an operator's tool would) looks at the file or changes it behind the store's back.
  *
  * On a Node without node:sqlite (Node 20) none of that can run: there, this file's tests assert the
@@ -32,12 +34,18 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { silentLogger } from '../app/logger.ts';
 import type { SessionMiddleware } from '../app/session/middleware.ts';
 import { createStore } from '../app/stores/index.ts';
-import { SQLITE_APPLICATION_ID, SqliteStore, type SqliteStoreOptions } from '../app/stores/sqlite.ts';
+import {
+  SQLITE_APPLICATION_ID,
+  SQLITE_SCHEMA_VERSION,
+  SqliteStore,
+  type SqliteStoreOptions,
+} from '../app/stores/sqlite.ts';
 import { StoreUnavailableError } from '../app/stores/store.ts';
 import { loadConfig, StartupError } from '../config/index.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
 import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { killOnTeardown, runToExit, startServerProcess } from './helpers/process.ts';
+import { storeKeyOf } from './helpers/store-key.ts';
 
 declare module '../app/session/types.ts' {
   interface SessionData {
@@ -501,12 +509,12 @@ if (nodeSqlite === undefined) {
       const browser = new Browser(app.url);
       const written = await browser.request('/note', { method: 'POST', headers: { 'x-note': 'mine' } });
       t.is(written.status, 200, kind);
-      const id = sessionIdOf(cookieValue(written.setCookies, 'sid'))!;
-      t.is(db.prepare('UPDATE sessions SET text = ? WHERE id = ?').run(value, id).changes, 1, kind);
+      const key = storeKeyOf(app, sessionIdOf(cookieValue(written.setCookies, 'sid'))!);
+      t.is(db.prepare('UPDATE sessions SET text = ? WHERE id = ?').run(value, key).changes, 1, kind);
       const read = await browser.request('/note');
       t.is(read.status, 200, kind);
       t.is(read.body, '{}', `${kind}: reads as no session`);
-      t.false(id in rows(db), `${kind}: and the row is deleted`);
+      t.false(key in rows(db), `${kind}: and the row is deleted`);
     }
     t.false(
       app.logs.some((line) => line.level === 'error'),
@@ -607,9 +615,9 @@ if (nodeSqlite === undefined) {
     const { store, file } = await openStore(t);
     await store.close();
     const db = connect(t, file);
-    db.exec('PRAGMA user_version = 2');
+    db.exec('PRAGMA user_version = 3');
     db.close();
-    t.regex((await refusedAt(t, file)).message, /schema version 2; this app reads version 1/);
+    t.regex((await refusedAt(t, file)).message, /schema version 3; this app reads version 2/);
   });
 
   test('start-up: an empty file, or an SQLite file with no tables, becomes a session database', async (t) => {
@@ -716,6 +724,126 @@ if (nodeSqlite === undefined) {
       { cwd: fileURLToPath(new URL('../', import.meta.url)), encoding: 'utf8' },
     );
     t.deepEqual(JSON.parse(stdout), []);
+  });
+
+  // ---------------------------------------------------------------------------------------------
+  // Users' lists (sqlite-users.ts) in the same file: a session the store drops on its own leaves its list.
+
+  const listedKeys = async (store: SqliteStore, user: string) =>
+    (await store.users.list(user)).map((listed) => listed.storeKey);
+  const signIn = (store: SqliteStore, handle: string, storeKey: string) =>
+    store.users.add('u:alice', { handle, storeKey, label: 'a laptop' }, 1_000_000, 50);
+
+  test('users: a session evicted at the cap leaves its list in the same statement; others stay listed', async (t) => {
+    const clock = manualClock();
+    const { store } = await openStore(t, { maxEntries: 2, now: () => clock.now });
+    for (const key of ['a', 'b']) {
+      await signIn(store, `h-${key}`, key);
+      t.true(await store.create(key, 'v', 10_000));
+      clock.advance(10);
+    }
+    t.true(await store.create('c', 'v', 10_000)); // evicts a, the least recently used
+    t.deepEqual(await listedKeys(store, 'u:alice'), ['b']);
+    t.deepEqual(store.users.counts, { users: 0, entries: 1 });
+  });
+
+  test('users: expired sessions leave their lists by the sweep, by a destroy that meets them, by a lowered cap', async (t) => {
+    const clock = manualClock();
+    const file = join(tempFolder(t), 'sessions.db');
+    const { store } = await openStore(t, { file, maxEntries: 10, now: () => clock.now });
+    for (const key of ['short', 'met', 'long', 'trimmed']) await signIn(store, `h-${key}`, key);
+    t.true(await store.create('short', 'v', 100));
+    t.true(await store.create('met', 'v', 100));
+    t.true(await store.create('trimmed', 'v', 5_000));
+    t.true(await store.create('long', 'v', 10_000));
+    clock.advance(200);
+    t.false(await store.destroy('met'), 'expired: absent');
+    t.deepEqual(await listedKeys(store, 'u:alice'), ['short', 'long', 'trimmed'], 'met by destroy: unlisted');
+    await store.sweep();
+    t.deepEqual(await listedKeys(store, 'u:alice'), ['long', 'trimmed'], 'swept: unlisted');
+    await store.close();
+    const narrow = await SqliteStore.open({ file, maxEntries: 1, now: () => clock.now });
+    t.teardown(() => narrow.close());
+    await narrow.sweep();
+    t.deepEqual(await listedKeys(narrow, 'u:alice'), ['long'], 'trimmed past a lowered cap: unlisted');
+  });
+
+  test('users: a destroy the session layer asks for leaves the list to it (regenerate() moves the entry on)', async (t) => {
+    const { store } = await openStore(t);
+    await signIn(store, 'h-1', 'old');
+    t.true(await store.create('old', 'v', 60_000));
+    t.true(await store.destroy('old'));
+    t.deepEqual(await listedKeys(store, 'u:alice'), ['old']);
+    t.true(await store.create('new', 'v', 60_000));
+    t.true(await store.users.touch('u:alice', 'h-1', 0, 60_000, 'new'));
+    t.deepEqual(await listedKeys(store, 'u:alice'), ['new']);
+  });
+
+  test('users: the sweep drops expired entries and users with nothing left to keep, and keeps the rest', async (t) => {
+    const clock = manualClock();
+    const { store } = await openStore(t, { now: () => clock.now });
+    await store.users.add('u:alice', { handle: 'h-1', storeKey: 'k1', label: 'x' }, 100, 10);
+    await store.users.add('u:bob', { handle: 'h-2', storeKey: 'k2', label: 'x' }, 10_000, 10);
+    await store.users.endAll('u:carol', 500);
+    await store.users.endAll('u:dave', 100);
+    await store.users.add('u:dave', { handle: 'h-3', storeKey: 'k3', label: 'x' }, 10_000, 10);
+    clock.advance(200);
+    await store.sweep();
+    t.deepEqual(store.users.counts, { users: 2, entries: 2 }, "carol's epoch is kept, dave's while he has an entry");
+    t.is((await store.users.add('u:dave', { handle: 'h-4', storeKey: 'k4', label: 'x' }, 10_000, 10)).epoch, 1);
+    clock.advance(400);
+    await store.sweep();
+    t.deepEqual(store.users.counts, { users: 1, entries: 3 });
+    t.is((await store.users.add('u:carol', { handle: 'h-5', storeKey: 'k5', label: 'x' }, 10_000, 10)).epoch, 0);
+  });
+
+  test('users: while another connection holds the write lock, every users call fails as unavailable', async (t) => {
+    const { store, file } = await openStore(t);
+    await signIn(store, 'h-1', 'k1');
+    const db = connect(t, file);
+    db.exec('BEGIN IMMEDIATE');
+    for (const call of [
+      () => signIn(store, 'h-2', 'k2'),
+      () => store.users.touch('u:alice', 'h-1', 0, 60_000),
+      () => store.users.list('u:alice'),
+      () => store.users.remove('u:alice', 'h-1'),
+      () => store.users.endAll('u:alice', 60_000),
+    ])
+      await t.throwsAsync(call, { instanceOf: StoreUnavailableError });
+    db.exec('ROLLBACK');
+    t.false(db.isTransaction);
+    t.deepEqual(await listedKeys(store, 'u:alice'), ['k1'], 'nothing half-written');
+  });
+
+  test('start-up: a session database of version 1 (no users) gets the users tables, its sessions kept', async (t) => {
+    const file = join(tempFolder(t), 'sessions.db');
+    const old = new Database(file);
+    old.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA application_id = ${SQLITE_APPLICATION_ID};
+      PRAGMA user_version = 1;
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY NOT NULL, text TEXT,
+        expires_at INTEGER NOT NULL CHECK (typeof(expires_at) = 'integer'));
+      CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+      CREATE TABLE session_meta (entries INTEGER NOT NULL, max_entries INTEGER NOT NULL);
+      CREATE TRIGGER sessions_inserted AFTER INSERT ON sessions BEGIN
+        UPDATE session_meta SET entries = entries + 1;
+        DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE id <> NEW.id ORDER BY expires_at
+          LIMIT (SELECT entries > max_entries FROM session_meta));
+      END;
+      CREATE TRIGGER sessions_deleted AFTER DELETE ON sessions BEGIN UPDATE session_meta SET entries = entries - 1; END;
+      INSERT INTO session_meta VALUES (0, 10);
+    `);
+    old.prepare('INSERT INTO sessions VALUES (?, ?, ?)').run('kept', 'v', Date.now() + 60_000);
+    old.close();
+    const { store } = await openStore(t, { file, maxEntries: 1 });
+    t.is(await store.get('kept', 60_000), 'v');
+    await signIn(store, 'h-1', 'kept');
+    t.true(await store.create('next', 'v', 120_000)); // evicts kept through the replaced trigger
+    t.deepEqual(await listedKeys(store, 'u:alice'), [], 'the trigger of this version unlists what it evicts');
+    const db = connect(t, file);
+    t.is(Number(db.prepare('PRAGMA user_version').get()?.user_version), SQLITE_SCHEMA_VERSION);
   });
 
   test('SESSION_MAX_ENTRIES applies to the SQLite store as to the memory store', async (t) => {

@@ -5,9 +5,12 @@
  * the counters must match the model after every call. (The Redis store's model is in
  * test/redis-model.test.ts.) 1,000 runs by default (about a second); FC_RUNS=10000 npx ava test/store-model.test.ts for more.
  *
- * The model implements the same policy (app/stores/memory.ts) in its own way: each segment is a plain
- * array in recency order (index 0 least recent) changed with indexOf/splice/push, and the sweep is a
- * cursor over creation sequence numbers. It shares no code and no data structure with the store.
+ * The model implements the same policy (app/stores/memory.ts: seniority with decay) in its own way:
+ * one Map of plain records, each with its segment's name, its count of uses, the epoch of its last
+ * use and a sequence number of its last move; a segment's order is a sort of its records by the rule
+ * written out (standing, then epoch of last use, then bit length of the count, then last move), the
+ * first to go found by that sort, decay computed by division, the clock a count of ticks, and the
+ * sweep a cursor over creation sequence numbers. It shares no code and no data structure with the store.
  */
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
@@ -27,6 +30,7 @@ type Command =
   | { kind: 'create'; id: string; text: string; ttl: number }
   | { kind: 'update'; id: string; text: string; ttl: number }
   | { kind: 'get'; id: string; ttl: number }
+  | { kind: 'reads'; id: string; ttl: number; times: number }
   | { kind: 'destroy'; id: string }
   | { kind: 'clear' }
   | { kind: 'advance'; ms: number }
@@ -38,6 +42,16 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('create' as const), id, text, ttl }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('update' as const), id, text, ttl }) },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('get' as const), id, ttl }) },
+  // Runs of reads: the clock ticks on, and the other entries' counts decay (a half-life is 10 to 50 ticks here).
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('reads' as const),
+      id,
+      ttl,
+      times: fc.integer({ min: 2, max: 25 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('destroy' as const), id }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'clear' as const }) },
   {
@@ -58,24 +72,31 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 );
 
 interface ModelEntry {
+  readonly id: string;
   text: string;
   expiresAt: number;
   /** When it was created: the sweep visits entries in this order. */
   readonly seq: number;
+  segment: 'probation' | 'protected';
+  /** Uses, counted up to 15, as of the epoch usedIn. */
+  uses: number;
+  usedIn: number;
+  /** When it last joined its segment's order (its list, in the store). */
+  moved: number;
 }
 
-/** The segmented LRU, the slow and obvious way. */
+/** Seniority with decay, the slow and obvious way. */
 class MemoryModel {
   readonly entries = new Map<string, ModelEntry>();
-  /** Ids, least recent first. */
-  probation: string[] = [];
-  protected: string[] = [];
   readonly stats = { hits: 0, misses: 0, expired: 0, evictedProbation: 0, evictedProtected: 0 };
   readonly max: number;
   readonly maxProtected: number;
   readonly batch: number;
   now = 0;
+  /** Creates and reads that found a session, ever: an epoch is `max` of them. */
+  ticks = 0;
   #seq = 0;
+  #moves = 0;
   /** The sweep pass under way: the last sequence number it looked at. */
   sweepCursor: number | undefined;
 
@@ -86,33 +107,74 @@ class MemoryModel {
   }
 
   get size(): number {
-    return this.probation.length + this.protected.length;
+    return this.entries.size;
+  }
+
+  get epoch(): number {
+    return Math.floor(this.ticks / this.max);
+  }
+
+  /** Uses halved once per 10 epochs unused, rounding down. */
+  decayed(entry: ModelEntry): number {
+    const halvings = Math.floor((this.epoch - entry.usedIn) / 10);
+    return Math.floor(entry.uses / 2 ** halvings);
+  }
+
+  /** The ids of a segment, the first to go first. */
+  order(segment: ModelEntry['segment']): string[] {
+    const bitLength = (uses: number) => (uses === 0 ? 0 : Math.floor(Math.log2(uses)) + 1);
+    const key = (entry: ModelEntry) => [
+      Math.min(this.decayed(entry), 2),
+      entry.usedIn,
+      bitLength(entry.uses),
+      entry.moved,
+    ];
+    return [...this.entries.values()]
+      .filter((entry) => entry.segment === segment)
+      .sort((x, y) => {
+        const [kx, ky] = [key(x), key(y)];
+        const at = kx.findIndex((value, i) => value !== ky[i]);
+        return at < 0 ? 0 : kx[at] - ky[at];
+      })
+      .map((entry) => entry.id);
+  }
+
+  #count(segment: ModelEntry['segment']): number {
+    return [...this.entries.values()].filter((entry) => entry.segment === segment).length;
   }
 
   #expired(id: string): boolean {
     return this.entries.get(id)!.expiresAt <= this.now;
   }
 
-  #remove(id: string): void {
-    this.entries.delete(id);
-    for (const segment of [this.probation, this.protected]) {
-      const at = segment.indexOf(id);
-      if (at >= 0) segment.splice(at, 1);
-    }
-  }
-
   /** Whether a live entry is there; an expired one is removed and counted. */
   #lookUp(id: string): boolean {
     if (!this.entries.has(id)) return false;
     if (!this.#expired(id)) return true;
-    this.#remove(id);
+    this.entries.delete(id);
     this.stats.expired++;
     return false;
   }
 
-  #moveToEnd(segment: string[], id: string): void {
-    segment.splice(segment.indexOf(id), 1);
-    segment.push(id);
+  /** Sets what a use (or a demotion) writes: uses, epoch, and a new place in the order. */
+  #move(entry: ModelEntry, segment: ModelEntry['segment'], uses: number): void {
+    Object.assign(entry, { segment, uses, usedIn: this.epoch, moved: ++this.#moves });
+  }
+
+  /** Whether protected can take one more: room, or its first has expired or is no longer established. */
+  #roomInProtected(): boolean {
+    if (this.#count('protected') < this.maxProtected) return true;
+    const [firstId] = this.order('protected');
+    if (firstId === undefined) return false;
+    if (this.#expired(firstId)) {
+      this.entries.delete(firstId);
+      this.stats.expired++;
+      return true;
+    }
+    const first = this.entries.get(firstId)!;
+    if (this.decayed(first) >= 2) return false;
+    this.#move(first, 'probation', this.decayed(first));
+    return true;
   }
 
   get(id: string, ttl: number): string | undefined {
@@ -121,58 +183,55 @@ class MemoryModel {
       return undefined;
     }
     this.stats.hits++;
+    this.ticks++;
     const entry = this.entries.get(id)!;
     entry.expiresAt = this.now + ttl;
-    if (this.protected.includes(id)) {
-      this.#moveToEnd(this.protected, id);
-    } else {
-      this.probation.splice(this.probation.indexOf(id), 1);
-      this.protected.push(id);
-      if (this.protected.length > this.maxProtected) {
-        const demoted = this.protected.shift()!;
-        if (this.#expired(demoted)) {
-          this.entries.delete(demoted);
-          this.stats.expired++;
-        } else {
-          this.probation.push(demoted);
-        }
-      }
-    }
+    const uses = Math.min(15, this.decayed(entry) + 1);
+    const wasProtected = entry.segment === 'protected';
+    const promoted = !wasProtected && uses >= 2 && this.#roomInProtected();
+    this.#move(entry, wasProtected || promoted ? 'protected' : 'probation', uses);
     return entry.text;
   }
 
   create(id: string, text: string, ttl: number): boolean {
     if (this.#lookUp(id)) return false;
+    this.ticks++;
     if (this.size >= this.max) {
-      const fromProbation = this.probation.length > 0;
-      const victim = fromProbation ? this.probation[0] : this.protected[0];
+      const [victim] = this.#count('probation') > 0 ? this.order('probation') : this.order('protected');
       if (this.#expired(victim)) this.stats.expired++;
-      else if (fromProbation) this.stats.evictedProbation++;
+      else if (this.entries.get(victim)!.segment === 'probation') this.stats.evictedProbation++;
       else this.stats.evictedProtected++;
-      this.#remove(victim);
+      this.entries.delete(victim);
     }
-    this.entries.set(id, { text, expiresAt: this.now + ttl, seq: ++this.#seq });
-    this.probation.push(id);
+    const entry: ModelEntry = {
+      id,
+      text,
+      expiresAt: this.now + ttl,
+      seq: ++this.#seq,
+      segment: 'probation',
+      uses: 1,
+      usedIn: this.epoch,
+      moved: 0,
+    };
+    this.entries.set(id, entry);
+    this.#move(entry, 'probation', 1);
     return true;
   }
 
   update(id: string, text: string, ttl: number): boolean {
     if (!this.#lookUp(id)) return false;
     Object.assign(this.entries.get(id)!, { text, expiresAt: this.now + ttl });
-    this.#moveToEnd(this.protected.includes(id) ? this.protected : this.probation, id);
     return true;
   }
 
   destroy(id: string): boolean {
     if (!this.#lookUp(id)) return false;
-    this.#remove(id);
+    this.entries.delete(id);
     return true;
   }
 
   clear(): void {
     this.entries.clear();
-    this.probation = [];
-    this.protected = [];
   }
 
   /** sweep(): starts a pass unless one is under way; the first step runs at once. */
@@ -192,7 +251,7 @@ class MemoryModel {
     for (const [id, entry] of due) {
       this.sweepCursor = entry.seq;
       if (entry.expiresAt <= this.now) {
-        this.#remove(id);
+        this.entries.delete(id);
         this.stats.expired++;
       }
     }
@@ -200,7 +259,7 @@ class MemoryModel {
   }
 }
 
-test('memory store matches the model: conditional writes, sliding expiry, segmented LRU, sweeps, counters', async (t) => {
+test('memory store matches the model: conditional writes, sliding expiry, seniority with decay, sweeps, counters', async (t) => {
   await fc.assert(
     fc.asyncProperty(
       fc.record({
@@ -208,7 +267,7 @@ test('memory store matches the model: conditional writes, sliding expiry, segmen
         protectedShare: fc.constantFrom(0, 0.5, 0.8, 1),
         batch: fc.integer({ min: 1, max: 3 }),
       }),
-      fc.array(command, { minLength: 5, maxLength: 80, size: 'medium' }),
+      fc.array(command, { minLength: 5, maxLength: 160, size: 'medium' }),
       async ({ max, protectedShare, batch }, commands) => {
         const model = new MemoryModel(max, protectedShare, batch);
         const start = 5_000_000;
@@ -231,6 +290,10 @@ test('memory store matches the model: conditional writes, sliding expiry, segmen
                 break;
               case 'get':
                 assert.equal(await store.get(c.id, c.ttl), model.get(c.id, c.ttl), at);
+                break;
+              case 'reads':
+                for (let i = 0; i < c.times; i++)
+                  assert.equal(await store.get(c.id, c.ttl), model.get(c.id, c.ttl), `${at}, read ${i + 1}`);
                 break;
               case 'destroy':
                 assert.equal(await store.destroy(c.id), model.destroy(c.id), at);
@@ -256,7 +319,11 @@ test('memory store matches the model: conditional writes, sliding expiry, segmen
                 while (model.sweepCursor !== undefined) model.sweepStep();
                 break;
             }
-            assert.deepEqual(store.segments(), { probation: model.probation, protected: model.protected }, at);
+            assert.deepEqual(
+              store.segments(),
+              { probation: model.order('probation'), protected: model.order('protected') },
+              at,
+            );
             assert.equal(store.size, model.size, at);
             assert.deepEqual(store.stats, model.stats, at);
             assert.ok(store.size <= max, at);

@@ -14,6 +14,10 @@
  * koa-session's own expiry fields (`_expire`, `_maxAge`) are never stored: the store's TTL alone
  * decides expiry (SESSION_MAX_AGE, sliding). koa-session would otherwise write a one-day `_maxAge`
  * when a request saves twice (regenerate() and then a change, the usual login), and read it back.
+ *
+ * A signed-in session also keeps `_user` (sign-in.ts): the user id, the epoch it was signed in under and
+ * its handle in the user's list. The session layer writes it and takes it out before koa-session sees the
+ * session, so routes can neither read nor forge it; a `_user` of any other shape is invalid data.
  */
 
 /** A session as koa-session hands it to the store (its fields plus koa-session's bookkeeping keys) and as read back. */
@@ -38,6 +42,19 @@ const RESERVED_KEYS = new Set([
 
 /** The one bookkeeping key koa-session keeps in a stored session: `_session: true` ("no lifetime of its own"). */
 const SESSION_MARKER = '_session';
+/** The session layer's own key: who the session is signed in as (see StoredBinding). */
+const USER_KEY = '_user';
+/** The longest user id sign-in accepts. */
+export const MAX_USER_ID_LENGTH = 256;
+/** A handle: 16 random bytes, base64url. */
+export const HANDLE = /^[A-Za-z0-9_-]{22}$/;
+
+/** `_user` as stored: the user id, the epoch the session was signed in under, its handle in the user's list. */
+export interface StoredBinding {
+  readonly id: string;
+  readonly e: number;
+  readonly h: string;
+}
 /** koa-session's expiry fields, dropped before storing (see above). */
 const EXPIRY_KEYS = ['_expire', '_maxAge'];
 /** Deeper than this is not session data (and would overflow koa-session's recursive hash). */
@@ -57,14 +74,38 @@ export class InvalidStoredSessionError extends Error {
   }
 }
 
+/** Whether a value is a `_user` as the session layer writes it. */
+function isStoredBinding(value: unknown): value is StoredBinding {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const { id, e, h, ...rest } = value as Record<string, unknown>;
+  return (
+    Object.keys(rest).length === 0 &&
+    typeof id === 'string' &&
+    id.length > 0 &&
+    id.length <= MAX_USER_ID_LENGTH &&
+    Number.isSafeInteger(e) &&
+    (e as number) >= 0 &&
+    typeof h === 'string' &&
+    HANDLE.test(h)
+  );
+}
+
 /** The reason a top-level key cannot be stored, or undefined when it can. */
 function keyProblem(key: string, value: unknown): string | undefined {
   if (RESERVED_KEYS.has(key)) return `reserved key ${JSON.stringify(key)}`;
   if (key.startsWith('_')) {
-    if (key !== SESSION_MARKER) return `internal key ${JSON.stringify(key.slice(0, 40))}`;
-    if (value !== true) return `${SESSION_MARKER} is not true`;
+    if (key === SESSION_MARKER) return value === true ? undefined : `${SESSION_MARKER} is not true`;
+    if (key === USER_KEY) return isStoredBinding(value) ? undefined : `${USER_KEY} is not a user binding`;
+    return `internal key ${JSON.stringify(key.slice(0, 40))}`;
   }
   return undefined;
+}
+
+/** Takes `_user` out of a decoded session (koa-session must not see it): the binding, or undefined. */
+export function takeBinding(session: StoredSession): StoredBinding | undefined {
+  const binding = session[USER_KEY] as StoredBinding | undefined;
+  delete session[USER_KEY];
+  return binding;
 }
 
 /** The session in a stored text; throws InvalidStoredSessionError when it is anything but what this app writes. */
@@ -129,13 +170,14 @@ function hasForbiddenKey(root: unknown): boolean {
  * `session` is the fresh copy koa-session's toJSON() made for this save, so its expiry keys are deleted
  * in place rather than copied again.
  */
-export function encodeStoredSession(session: StoredSession): string {
+export function encodeStoredSession(session: StoredSession, binding?: StoredBinding): string {
   for (const key of EXPIRY_KEYS) delete session[key];
   session[SESSION_MARKER] = true;
   for (const key of Object.keys(session)) {
     const problem = keyProblem(key, session[key]);
     if (problem !== undefined) throw new Error(`cannot store this session: ${problem} (rename that session field)`);
   }
+  if (binding !== undefined) session[USER_KEY] = binding;
   const text = JSON.stringify(session);
   if (nestedDeeperThan(text, MAX_DEPTH))
     throw new Error(`cannot store this session: nested deeper than ${MAX_DEPTH} levels`);

@@ -36,6 +36,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { StartupError } from '../../config/index.ts';
 import type { Logger } from '../logger.ts';
 import { type Checkpointer, startCheckpointer } from './sqlite-checkpointer.ts';
+import { SqliteUsers, USERS_SCHEMA } from './sqlite-users.ts';
 import { type SessionStore, type StoreHealth, StoreUnavailableError } from './store.ts';
 
 export interface SqliteStoreOptions {
@@ -58,7 +59,12 @@ export interface SqliteStoreOptions {
 /** Marks the file as a session database of this app ('kses' in ASCII): set once, checked at every open. */
 export const SQLITE_APPLICATION_ID = 0x6b736573;
 /** The schema's version (PRAGMA user_version); a file of another version is refused, not migrated. */
-export const SQLITE_SCHEMA_VERSION = 1;
+export const SQLITE_SCHEMA_VERSION = 2;
+/**
+ * Versions this app opens and brings up to SQLITE_SCHEMA_VERSION: version 1 had no users' tables; the
+ * schema adds them (CREATE … IF NOT EXISTS) and replaces the eviction trigger, all in the set-up's transaction.
+ */
+const UPGRADABLE_SCHEMA_VERSIONS = [1];
 /** At start-up the process may wait for a lock (nothing else runs yet), e.g. another process's write. */
 const STARTUP_BUSY_TIMEOUT_MS = 1_000;
 /** While serving, a lock held elsewhere blocks the whole event loop for this long at most, then 503. */
@@ -77,11 +83,13 @@ const SWEEP_PAUSE_MS = 1;
 const DEFAULT_SWEEP_BATCH_SIZE = 100;
 
 /**
+ * The users' tables come first (sqlite-users.ts): the eviction trigger unlists the session it evicts.
+ *
  * CHECK on expires_at: a row with a lifetime that is not an integer would compare as alive forever
  * and never be swept, so the database refuses it, whoever writes. The text column takes anything: the
  * store reads what it finds defensively.
  */
-const SCHEMA = `
+const SCHEMA = `${USERS_SCHEMA}
   CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY NOT NULL,
     text TEXT,
@@ -89,10 +97,15 @@ const SCHEMA = `
   );
   CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
   CREATE TABLE IF NOT EXISTS session_meta (entries INTEGER NOT NULL, max_entries INTEGER NOT NULL);
-  CREATE TRIGGER IF NOT EXISTS sessions_inserted AFTER INSERT ON sessions BEGIN
+  DROP TRIGGER IF EXISTS sessions_inserted;
+  CREATE TRIGGER sessions_inserted AFTER INSERT ON sessions BEGIN
     UPDATE session_meta SET entries = entries + 1;
+    DELETE FROM session_user_entries WHERE store_key IN (
+      SELECT id FROM sessions WHERE id <> NEW.id ORDER BY expires_at, rowid
+      LIMIT (SELECT entries > max_entries FROM session_meta)
+    );
     DELETE FROM sessions WHERE rowid IN (
-      SELECT rowid FROM sessions WHERE id <> NEW.id ORDER BY expires_at
+      SELECT rowid FROM sessions WHERE id <> NEW.id ORDER BY expires_at, rowid
       LIMIT (SELECT entries > max_entries FROM session_meta)
     );
   END;
@@ -163,7 +176,7 @@ function checkMarker(db: DatabaseSync): 'ours' | 'empty' {
   const { application_id: applicationId } = db.prepare('PRAGMA application_id').get() as { application_id: number };
   const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
   if (applicationId === SQLITE_APPLICATION_ID) {
-    if (version !== SQLITE_SCHEMA_VERSION)
+    if (version !== SQLITE_SCHEMA_VERSION && !UPGRADABLE_SCHEMA_VERSIONS.includes(version))
       throw new Error(
         `a session database of schema version ${version}; this app reads version ${SQLITE_SCHEMA_VERSION}`,
       );
@@ -195,11 +208,9 @@ function prepareDatabase(db: DatabaseSync, maxEntries: number): void {
   db.exec('PRAGMA synchronous = NORMAL');
   db.exec('BEGIN IMMEDIATE');
   try {
-    if (checkMarker(db) === 'empty') {
-      db.exec(`PRAGMA application_id = ${SQLITE_APPLICATION_ID}`);
-      db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
-    }
+    if (checkMarker(db) === 'empty') db.exec(`PRAGMA application_id = ${SQLITE_APPLICATION_ID}`);
     db.exec(SCHEMA);
+    db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
     // The count is recomputed once per start (one index scan), so a hand-edited meta row cannot
     // unbound the store; the cap is this process's setting.
     db.exec('DELETE FROM session_meta');
@@ -229,8 +240,13 @@ export class SqliteStore implements SessionStore {
   readonly #update: StatementSync;
   readonly #destroy: StatementSync;
   readonly #entries: StatementSync;
+  readonly #forgetExpired: StatementSync;
   readonly #sweepExpired: StatementSync;
+  readonly #forgetExcess: StatementSync;
   readonly #trimExcess: StatementSync;
+  readonly #forget: StatementSync;
+  /** Users' signed-in sessions (sqlite-users.ts), in the same file. */
+  readonly users: SqliteUsers;
   /** Whether get reads text as its bytes (Node 22: see the constructor). */
   readonly #textAsBytes: boolean;
   readonly #checkpointer: Checkpointer | undefined;
@@ -257,14 +273,23 @@ export class SqliteStore implements SessionStore {
     this.#update = db.prepare('UPDATE sessions SET text = ?, expires_at = ? WHERE id = ? AND expires_at > ?');
     this.#destroy = db.prepare('DELETE FROM sessions WHERE id = ? RETURNING expires_at');
     this.#entries = db.prepare('SELECT entries FROM session_meta');
-    this.#sweepExpired = db.prepare(
-      'DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at <= ? LIMIT ?)',
+    // Each pair selects the same rows (the same query, nothing written between, one transaction): the
+    // sessions the store drops on its own leave their users' lists first.
+    const expired = 'SELECT {} FROM sessions WHERE expires_at <= ? ORDER BY expires_at, rowid LIMIT ?';
+    this.#forgetExpired = db.prepare(
+      `DELETE FROM session_user_entries WHERE store_key IN (${expired.replace('{}', 'id')})`,
     );
+    this.#sweepExpired = db.prepare(`DELETE FROM sessions WHERE rowid IN (${expired.replace('{}', 'rowid')})`);
     // Rows past the cap, least recently used first: only after SESSION_MAX_ENTRIES was lowered.
-    this.#trimExcess = db.prepare(
-      'DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions ORDER BY expires_at ' +
-        'LIMIT min(?, max(0, (SELECT entries - max_entries FROM session_meta))))',
+    const excess =
+      'SELECT {} FROM sessions ORDER BY expires_at, rowid ' +
+      'LIMIT min(?, max(0, (SELECT entries - max_entries FROM session_meta)))';
+    this.#forgetExcess = db.prepare(
+      `DELETE FROM session_user_entries WHERE store_key IN (${excess.replace('{}', 'id')})`,
     );
+    this.#trimExcess = db.prepare(`DELETE FROM sessions WHERE rowid IN (${excess.replace('{}', 'rowid')})`);
+    this.#forget = db.prepare('DELETE FROM session_user_entries WHERE store_key = ?');
+    this.users = new SqliteUsers(db, (statement) => this.#run(statement), this.#now);
     if (options.checkpointInWorker !== false) {
       // SQLite's own checkpoint after a commit (at 1,000 log pages by default) stays as the backstop, at
       // a threshold the worker keeps the log under: when it does run, little is left for it to copy.
@@ -343,7 +368,11 @@ export class SqliteStore implements SessionStore {
     const now = this.#now();
     // Deletes an expired row too; it counts as absent. all(), as in get().
     const [row] = this.#run(() => this.#destroy.all(id));
-    return row !== undefined && Number(row.expires_at) > now;
+    if (row === undefined) return false;
+    if (Number(row.expires_at) > now) return true;
+    // An expired session met here: dropped by the store, as the sweep would, so it leaves its user's list.
+    this.#run(() => this.#forget.run(id));
+    return false;
   }
 
   /** { ok, sessions } with the row count, expired rows not yet swept included; ok: false when it cannot be read. */
@@ -422,8 +451,21 @@ export class SqliteStore implements SessionStore {
     const batch = this.#sweepBatchSize;
     let deleted: number;
     try {
-      deleted = Number(this.#sweepExpired.run(this.#now(), batch).changes);
-      if (deleted < batch) deleted += Number(this.#trimExcess.run(batch - deleted).changes);
+      const now = this.#now();
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        this.#forgetExpired.run(now, batch);
+        deleted = Number(this.#sweepExpired.run(now, batch).changes);
+        if (deleted < batch) {
+          this.#forgetExcess.run(batch - deleted);
+          deleted += Number(this.#trimExcess.run(batch - deleted).changes);
+        }
+        if (deleted < batch) deleted += this.users.sweepStep(now, batch - deleted);
+        this.#db.exec('COMMIT');
+      } catch (error) {
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw error;
+      }
     } catch (error) {
       // The next pass tries again; calls meanwhile answer for themselves (503 if the database fails).
       this.#logger?.warn({ err: messageOf(error) }, 'sqlite session sweep failed; retrying at the next pass');

@@ -7,11 +7,11 @@ import type { AddressInfo } from 'node:net';
 import { type AppDependencies, createApp } from '../../app/app.ts';
 import { createHttpServer } from '../../app/http-server.ts';
 import { createLogger } from '../../app/logger.ts';
-import { addRoutes } from '../../app/routes.ts';
 import type { Lifecycle } from '../../app/shutdown.ts';
 import { createStore } from '../../app/stores/index.ts';
 import type { SessionStore } from '../../app/stores/store.ts';
 import { type Config, loadConfig } from '../../config/index.ts';
+import { addTestRoutes } from './routes.ts';
 
 /** A 40-character key, valid even under NODE_ENV=production. */
 export const TEST_KEY = 'test-signing-key-0123456789abcdefghijklmn';
@@ -35,7 +35,10 @@ export interface StartOptions {
   readonly keepStore?: boolean;
   /** Wraps the store the app uses (a store that pauses on demand, to force an interleaving). */
   readonly wrapStore?: (store: SessionStore) => SessionStore;
-  /** The app's session routes; the seed's three by default. */
+  /**
+   * The app's routes: the test routes (test/helpers/routes.ts) by default. A test of your own routes
+   * passes app/routes.ts's addRoutes.
+   */
   readonly routes?: AppDependencies['routes'];
 }
 
@@ -53,7 +56,7 @@ export async function startApp(env: Record<string, string> = {}, options: StartO
     store: options.wrapStore?.(store) ?? store,
     logger,
     lifecycle,
-    routes: options.routes ?? addRoutes,
+    routes: options.routes ?? addTestRoutes,
   });
   const server = createHttpServer(app, config.http).listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -3,9 +3,11 @@
  * a bad interleaving happen on purpose (a request paused between its read and its write while another
  * logs out) instead of hoping a race shows up.
  */
-import type { SessionStore, StoreHealth } from '../../app/stores/store.ts';
+import type { SessionStore, StoreHealth, UserSessionIndex } from '../../app/stores/store.ts';
 
-type Method = 'get' | 'create' | 'update' | 'destroy';
+/** The calls of the users' index (sign-in), by their name there. */
+type UserMethod = 'users.add' | 'users.touch' | 'users.list' | 'users.remove' | 'users.endAll';
+type Method = 'get' | 'create' | 'update' | 'destroy' | UserMethod;
 
 export interface Hold {
   /** Resolves once the held call has arrived and is waiting. */
@@ -26,10 +28,35 @@ export class GatedStore implements SessionStore {
   readonly #holds: PendingHold[] = [];
   /** Every call, in the order the calls reached the wrapper. */
   readonly calls: Array<{ method: Method; id: string }> = [];
+  /** The inner store's users' index, its calls held the same way (their `id` is the user key). */
+  readonly users: UserSessionIndex;
 
   constructor(inner: SessionStore) {
     this.inner = inner;
     this.kind = inner.kind;
+    const users = inner.users;
+    this.users = {
+      add: async (user, entry, ttlMs, maxEntries) => {
+        await this.#gate('users.add', user);
+        return users.add(user, entry, ttlMs, maxEntries);
+      },
+      touch: async (user, handle, epoch, ttlMs, storeKey) => {
+        await this.#gate('users.touch', user);
+        return users.touch(user, handle, epoch, ttlMs, storeKey);
+      },
+      list: async (user) => {
+        await this.#gate('users.list', user);
+        return users.list(user);
+      },
+      remove: async (user, handle) => {
+        await this.#gate('users.remove', user);
+        return users.remove(user, handle);
+      },
+      endAll: async (user, keepEpochMs) => {
+        await this.#gate('users.endAll', user);
+        return users.endAll(user, keepEpochMs);
+      },
+    };
   }
 
   /** The next call of `method` waits at its start until release(). Several holds queue up in order. */

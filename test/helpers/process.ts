@@ -1,6 +1,7 @@
 /**
- * Runs the real server entry (app/server.ts, or a benchmark baseline) as a child process, the way
- * `npm start` does, in an empty working directory so that a developer's own .env never leaks in.
+ * Runs a server entry as a child process, the way `npm start` does, in an empty working directory so
+ * that a developer's own .env never leaks in: test/helpers/test-server.ts by default (app/main.ts's
+ * start-up with the test routes), app/main.ts itself (APP_ENTRY), or another script.
  * One addition: a preload (report-listening.js) that tells the test, on file descriptor 3, which
  * address the process listens on, so that readiness never depends on log levels or guessed ports.
  */
@@ -12,7 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const SERVER_ENTRY = fileURLToPath(new URL('../../app/main.ts', import.meta.url));
+/** What `npm start` runs: app/main.ts, with the routes app/routes.ts mounts. */
+export const APP_ENTRY = fileURLToPath(new URL('../../app/main.ts', import.meta.url));
+/** The same start-up with the test routes (test/helpers/routes.ts): what process-level tests run by default. */
+export const TEST_SERVER_ENTRY = fileURLToPath(new URL('./test-server.ts', import.meta.url));
 /** What `npm start` passes to --import: tsx on Node 20, nothing on Node 22.18+ (see app/load-typescript.js). */
 const LOAD_TYPESCRIPT = new URL('../../app/load-typescript.js', import.meta.url).href;
 /** Reports each address the child listens on, on file descriptor 3 (see the file). */
@@ -62,14 +66,14 @@ export interface SpawnOptions {
   readonly dotEnv?: string;
   /** Make .env in the server's working directory a folder: a .env that cannot be read. */
   readonly dotEnvFolder?: boolean;
-  /** Another server script (the benchmark's baselines) and its arguments; app/server.ts by default. */
+  /** Another server script (APP_ENTRY, a benchmark baseline) and its arguments; TEST_SERVER_ENTRY by default. */
   readonly script?: string;
   readonly args?: readonly string[];
   /** Options for Node itself (the profiler's --cpu-prof: not allowed in NODE_OPTIONS). */
   readonly nodeArgs?: readonly string[];
 }
 
-/** Runs app/server.ts (or options.script) as `npm start` does: Node's own type stripping, or tsx on Node 20. */
+/** Runs TEST_SERVER_ENTRY (or options.script) as `npm start` runs app/main.ts: type stripping, or tsx on Node 20. */
 export function spawnServer(env: Record<string, string | undefined>, options: SpawnOptions = {}): ServerProcess {
   const cwd = mkdtempSync(join(tmpdir(), 'koa-session-test-'));
   if (options.dotEnv !== undefined) writeFileSync(join(cwd, '.env'), options.dotEnv);
@@ -83,7 +87,7 @@ export function spawnServer(env: Record<string, string | undefined>, options: Sp
       LOAD_TYPESCRIPT,
       '--import',
       REPORT_LISTENING,
-      options.script ?? SERVER_ENTRY,
+      options.script ?? TEST_SERVER_ENTRY,
       ...(options.args ?? []),
     ],
     {

@@ -155,6 +155,9 @@ async function pingFailure(url: string, ms: number): Promise<string | undefined>
 
 /** Every redis-server a test started and has not stopped: killed if the worker exits first. */
 const liveServers = new Set<ChildProcess>();
+// ava ends a worker whose tests time out with SIGTERM, which skips 'exit' handlers unless the process
+// exits by itself: so it does, and the servers (and temp folders, elsewhere) go too.
+process.once('SIGTERM', () => process.exit(143));
 process.once('exit', () => {
   for (const child of liveServers) {
     child.kill('SIGCONT');
@@ -170,15 +173,40 @@ class PortTakenError extends Error {}
  * keeps its port and the kernel still accepts connections, but nothing is answered) and resume.
  * Use ownRedisServer(t), which stops it when the test ends, passed or failed.
  */
+export interface OwnRedisServerOptions {
+  /** The server requires it (requirepass) and `url` carries it. */
+  readonly password?: string;
+  /**
+   * The whole command line for a port, in place of the plain server's (a Cluster node, a Sentinel); asked
+   * again at each start, so that a restart can come back in another role.
+   */
+  readonly args?: (port: number) => string[] | Promise<string[]>;
+  /** What the server writes once it accepts connections (a Sentinel says no "Ready to accept connections"). */
+  readonly ready?: RegExp;
+}
+
 export class OwnRedisServer {
   port = 0;
   readonly #password: string | undefined;
+  readonly #args: OwnRedisServerOptions['args'];
+  readonly #ready: RegExp;
   #process: ChildProcess | undefined;
   #paused = false;
 
-  /** With a password, the server requires it (requirepass) and `url` carries it. */
-  constructor(options: { password?: string } = {}) {
+  constructor(options: OwnRedisServerOptions = {}) {
     this.#password = options.password;
+    this.#args = options.args;
+    this.#ready = options.ready ?? /Ready to accept connections/;
+  }
+
+  /** Running: started, not stopped, not exited (paused or not). */
+  get running(): boolean {
+    const child = this.#process;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  get paused(): boolean {
+    return this.running && this.#paused;
   }
 
   get url(): string {
@@ -213,7 +241,9 @@ export class OwnRedisServer {
   }
 
   async #startOn(port: number, deadline: number): Promise<void> {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const args = this.#args
+      ? await this.#args(port)
+      : ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
     if (this.#password !== undefined) args.push('--requirepass', this.#password);
     const child = spawn('redis-server', args, {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -222,7 +252,7 @@ export class OwnRedisServer {
     let announcedReady = false;
     const collect = (chunk: string) => {
       output = (output + chunk).slice(-2_000);
-      if (/Ready to accept connections/.test(output)) announcedReady = true;
+      if (this.#ready.test(output)) announcedReady = true;
     };
     child.stdout!.setEncoding('utf8').on('data', collect);
     child.stderr!.setEncoding('utf8').on('data', collect);
@@ -286,7 +316,7 @@ export class OwnRedisServer {
 /** An OwnRedisServer, started, and stopped (resumed first if paused) when the test ends, whatever its outcome. */
 export async function ownRedisServer(
   t: { teardown(fn: () => unknown): void },
-  options: { password?: string } = {},
+  options: OwnRedisServerOptions = {},
 ): Promise<OwnRedisServer> {
   const server = new OwnRedisServer(options);
   t.teardown(() => server.stop());

@@ -1,9 +1,11 @@
 /**
  * `npm run bench`: what sessions cost, per request, against two yardsticks measured in the same rounds.
  * Every server runs in its own process (one per scenario) and is loaded by autocannon from this
- * process over loopback, in two scenarios:
- *   - GET /get with a live session (the cookie of an earlier /set), and
- *   - GET /set without a cookie (every request creates a new session).
+ * process over loopback, in three scenarios:
+ *   - GET /get with a live session (the cookie of an earlier /set),
+ *   - GET /set without a cookie (every request creates a new session), and
+ *   - GET /get with a signed-in session (the template's rows; beside them the same template reading a
+ *     session that is not signed in, so the gap is what the check of the user's epoch and list costs).
  * The servers: bare Koa with the same routes (no sessions), koa-session's floor (the cheapest setup
  * koa-session allows: unsafe, it measures koa-session alone; see baseline-server.ts), this template
  * (its own start-up with the benchmark's routes: server.ts, routes.ts) with each store asked for, and for reference koa-session's defaults and the template logging a line
@@ -41,7 +43,7 @@ const USAGE = `npm run bench -- [options]
   --connections 16        concurrent connections per server
   --no-reference          leave out koa-session's defaults (the reference row)
   --no-logging            leave out the LOG_LEVEL=info row (the cost of one log line per request)
-  --only get|set          measure one scenario only
+  --only get|set|signed   measure one scenario only (signed: GET /get with a signed-in session)
   --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
   --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
                           (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design);
@@ -52,9 +54,10 @@ const USAGE = `npm run bench -- [options]
   --help                  this text
 
 Each row other than the yardsticks is measured in turn, at the same moment as both yardsticks, after
-1 s of load of its own. A run takes rows x 2 scenarios x (rounds + 1 warm-up) x (duration + 1 s): with
-the defaults about 5 minutes (memory store, reference and logging rows), 7 with --stores memory,redis;
---costs adds 9 rows (about 10 minutes with --rounds 8 --no-reference --no-logging).`;
+1 s of load of its own. A run takes rows x 3 scenarios x (rounds + 1 warm-up) x (duration + 1 s): with
+the defaults about 8 minutes (memory store, reference and logging rows, and in the signed-in scenario the
+row not signed in), 12 with --stores memory,redis; --costs adds 10 rows (about 15 minutes with --rounds 8
+--no-reference --no-logging). --only shortens it to one scenario.`;
 
 function readOptions() {
   try {
@@ -133,6 +136,7 @@ const FLOOR = 'koa-session floor (unsafe, measures koa-session alone)';
 const BARE = 'bare Koa';
 const TEMPLATE_MEMORY = 'this template, memory store';
 const withoutRow = (name: string) => `template without ${name}`;
+const notSignedInRow = (store: string) => `this template, ${store} store, session not signed in`;
 /** The variants' copies of app/ (--costs), built before any server starts and removed at the end. */
 const builtVariants: BuiltVariant[] = [];
 process.once('exit', () => {
@@ -141,8 +145,9 @@ process.once('exit', () => {
 // Ctrl-C or a kill: exit through the 'exit' handler above (a signal alone would skip it).
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
-async function liveSessionCookie(baseUrl: string): Promise<string> {
-  const response = await fetch(`${baseUrl}/set`);
+/** A live session's cookie, from /set; from /sign-in for a signed-in one (the template's rows only have it). */
+async function liveSessionCookie(baseUrl: string, signedIn = false): Promise<string> {
+  const response = await fetch(`${baseUrl}${signedIn ? '/sign-in' : '/set'}`, { method: signedIn ? 'POST' : 'GET' });
   const cookies = response.headers.getSetCookie().map((cookie) => cookie.split(';')[0]);
   if (cookies.length === 0) throw new Error(`${baseUrl}/set sent no cookie`);
   return cookies.join('; ');
@@ -168,18 +173,30 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
     ? { SESSION_KEYS, SESSION_MAX_AGE: '1h' }
     : { SESSION_KEYS };
   const targets: Target[] = [];
-  const add = async (name: string, serverStarting: Promise<ServerProcess & { url: string }>, usesRedis = false) => {
+  const add = async (
+    name: string,
+    serverStarting: Promise<ServerProcess & { url: string }>,
+    usesRedis = false,
+    template = true,
+  ) => {
     const server = await serverStarting;
     started.push(server);
-    targets.push({ name, server, cookie: name === BARE ? '' : await liveSessionCookie(server.url), usesRedis });
+    const cookie = name === BARE ? '' : await liveSessionCookie(server.url, template && scenario.signedIn === true);
+    targets.push({ name, server, cookie, usesRedis });
   };
-  await add(BARE, startBaseline('bare'));
-  await add(FLOOR, startBaseline('floor'));
-  if (!options['no-reference']) await add('koa-session defaults + Map (reference)', startBaseline('koa-session'));
+  await add(BARE, startBaseline('bare'), false, false);
+  await add(FLOOR, startBaseline('floor'), false, false);
+  if (!options['no-reference'])
+    await add('koa-session defaults + Map (reference)', startBaseline('koa-session'), false, false);
   for (const store of stores) {
     const env: Record<string, string> = { ...sessionEnv, LOG_LEVEL: 'warn', SESSION_STORE: store };
     if (store === 'redis') Object.assign(env, { REDIS_URL, REDIS_KEY_PREFIX: `bench:${process.pid}:` });
     await add(`this template, ${store} store`, startServerProcess(env, { script: BENCH_SERVER }), store === 'redis');
+    if (scenario.signedIn) {
+      // The same template reading a session that is not signed in, in the same rounds: the gap is the check.
+      const server = startServerProcess(env, { script: BENCH_SERVER });
+      await add(notSignedInRow(store), server, store === 'redis', false);
+    }
   }
   if (!options['no-logging'] && stores.includes('memory')) {
     // The same server logging one line per request (the default level), to a pipe this process drains.
@@ -202,15 +219,23 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
 }
 
 interface Scenario {
+  /** What --only names it. */
+  readonly id: string;
   readonly name: string;
   readonly path: string;
   readonly withCookie: boolean;
+  /**
+   * The template's rows read a signed-in session (its cookie from /sign-in): what checking the user's
+   * epoch and list on every request costs. The yardsticks and the reference row read their /set session.
+   */
+  readonly signedIn?: boolean;
 }
 
 const scenarios: Scenario[] = [
-  { name: 'GET /get, live session', path: '/get', withCookie: true },
-  { name: 'GET /set, new session each request', path: '/set', withCookie: false },
-].filter((scenario) => options.only === undefined || scenario.path === `/${options.only}`);
+  { id: 'get', name: 'GET /get, live session', path: '/get', withCookie: true },
+  { id: 'set', name: 'GET /set, new session each request', path: '/set', withCookie: false },
+  { id: 'signed', name: 'GET /get, signed-in session', path: '/get', withCookie: true, signedIn: true },
+].filter((scenario) => options.only === undefined || scenario.id === options.only);
 
 /** A /get row must measure a live session, not a miss (an expired one answers {} without an error). */
 async function checkLiveSession(target: Target, scenario: Scenario): Promise<void> {
@@ -337,6 +362,7 @@ async function main(): Promise<void> {
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
   const redisLines: string[] = [];
+  const signedInLines: string[] = [];
   const costLines: string[] = [];
   const row = (
     scenario: string,
@@ -410,6 +436,17 @@ async function main(): Promise<void> {
         `${scenario.name}: Redis store / memory store ${(ratio(redis, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting Redis's own CPU time (${redisShare.toFixed(1)} µs/req), ${(ratio(appOnly, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting the app process alone`,
       );
     }
+    if (scenario.signedIn) {
+      // Both rows were measured against the floor in rounds of their own: the check's cost is the gap.
+      const floorMicros = median(all.map((trio) => trio.floor.cpuMicrosPerRequest));
+      for (const store of stores) {
+        const signed = ratio(trios.get(scenario.name)!.get(`this template, ${store} store`)!, 'floor');
+        const plain = ratio(trios.get(scenario.name)!.get(notSignedInRow(store))!, 'floor');
+        signedInLines.push(
+          `${store} store: a signed-in session's check costs ${(plain - signed).toFixed(3)} of the floor's throughput (${plain.toFixed(2)} not signed in, ${signed.toFixed(2)} signed in), ${(floorMicros / signed - floorMicros / plain).toFixed(1)} µs of CPU per request`,
+        );
+      }
+    }
     if (options.costs) {
       // Each variant and the template were measured against the floor in rounds of their own: a
       // guarantee's cost is the gap between their ratios, in the floor's terms (share of its
@@ -426,6 +463,7 @@ async function main(): Promise<void> {
     }
   }
   if (redisLines.length > 0) lines.push('', ...redisLines);
+  if (signedInLines.length > 0) lines.push('', ...signedInLines);
   if (costLines.length > 0) {
     lines.push(
       '',

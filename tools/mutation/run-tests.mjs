@@ -37,11 +37,11 @@ const TESTS = {
   'app/session/cross-site.ts': [ava(['test/cross-site.test.ts', 'test/session-edges.test.ts'])],
   'app/session/middleware.ts': [
     ava(['test/session-edges.test.ts', 'test/cookies.test.ts']),
-    ava(['test/cross-site.test.ts', 'test/logout.test.ts', 'test/routes.test.ts', 'test/stored-data.test.ts']),
+    ava(['test/cross-site.test.ts', 'test/logout.test.ts', 'test/sessions.test.ts', 'test/stored-data.test.ts']),
   ],
   'app/session/request-store.ts': [
     ava(['test/session-edges.test.ts', 'test/logout.test.ts']),
-    ava(['test/cookies.test.ts', 'test/cross-site.test.ts', 'test/routes.test.ts', 'test/stored-data.test.ts']),
+    ava(['test/cookies.test.ts', 'test/cross-site.test.ts', 'test/sessions.test.ts', 'test/stored-data.test.ts']),
   ],
   'app/session/signed-cookie.ts': [ava(['test/session-edges.test.ts']), ava(['test/cookies.test.ts'])],
   'app/session/stored-session.ts': [ava(['test/session-edges.test.ts']), ava(['test/stored-data.test.ts'])],

@@ -1,13 +1,14 @@
 /**
- * GoFrame's "Session - Memory" walk-through, step by step, over real HTTP:
- * /set stores the time, /get shows it, and after a restart the session is gone.
+ * GoFrame's "Session - Memory" walk-through with the seed's routes (as app/routes.ts mounts them), step
+ * by step, over real HTTP: /set stores the time, /get shows it, and after a restart the session is gone.
  */
 import test from 'ava';
-import { startApp } from './helpers/app.ts';
-import { Browser } from './helpers/browser.ts';
+import { addRoutes } from '../../app/routes.ts';
+import { startApp } from '../helpers/app.ts';
+import { Browser } from '../helpers/browser.ts';
 
 test('set, get, restart, get: memory sessions do not survive a restart', async (t) => {
-  const first = await startApp();
+  const first = await startApp({}, { routes: addRoutes });
   const browser = new Browser(first.url);
 
   const before = Math.floor(Date.now() / 1000);
@@ -24,7 +25,7 @@ test('set, get, restart, get: memory sessions do not survive a restart', async (
 
   // Restart: a new app instance with a new memory store, same signing keys, same browser cookie.
   await first.close();
-  const second = await startApp();
+  const second = await startApp({}, { routes: addRoutes });
   t.teardown(() => second.close());
   const restarted = new Browser(second.url);
   for (const [name, value] of browser.cookies) restarted.cookies.set(name, value);

@@ -1,15 +1,23 @@
-/** The three routes answer every HTTP method, with the right bodies and content types. */
-import test from 'ava';
-import type { MemoryStore } from '../app/stores/memory.ts';
-import { appForTest } from './helpers/app.ts';
-import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
+/**
+ * The seed's routes (app/seed/), as app/routes.ts mounts them: /set, /get and /del answer every HTTP
+ * method, with the right bodies and content types, and / names them. Delete this folder with app/seed/.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { addRoutes } from '../../app/routes.ts';
+import type { MemoryStore } from '../../app/stores/memory.ts';
+import { appForTest, type RunningApp } from '../helpers/app.ts';
+import { Browser, cookieValue, sessionIdOf } from '../helpers/browser.ts';
+import { storeKeyOf } from '../helpers/store-key.ts';
+
+/** An app serving app/routes.ts's routes (the seed's), closed when the test ends. */
+const seedApp = (t: ExecutionContext): Promise<RunningApp> => appForTest(t, {}, { routes: addRoutes });
 
 // Every method fetch may send; TRACE, TRACK and CONNECT are refused by fetch itself.
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PURGE'] as const;
 
 for (const method of METHODS) {
   test(`${method} /set, /get and /del`, async (t) => {
-    const app = await appForTest(t);
+    const app = await seedApp(t);
     const browser = new Browser(app.url);
 
     const set = await browser.request('/set', { method });
@@ -29,7 +37,7 @@ for (const method of METHODS) {
 }
 
 test('HEAD answers like GET without a body', async (t) => {
-  const app = await appForTest(t);
+  const app = await seedApp(t);
   const browser = new Browser(app.url);
   t.is((await browser.request('/set', { method: 'HEAD' })).status, 200);
   const head = await browser.request('/get', { method: 'HEAD' });
@@ -39,7 +47,7 @@ test('HEAD answers like GET without a body', async (t) => {
 });
 
 test('/get without a session answers {} as JSON and sets no cookie', async (t) => {
-  const app = await appForTest(t);
+  const app = await seedApp(t);
   const answer = await new Browser(app.url).request('/get');
   t.is(answer.status, 200);
   t.regex(answer.headers.get('content-type') ?? '', /^application\/json/);
@@ -48,7 +56,7 @@ test('/get without a session answers {} as JSON and sets no cookie', async (t) =
 });
 
 test('/get never shows koa-session internals', async (t) => {
-  const app = await appForTest(t);
+  const app = await seedApp(t);
   const browser = new Browser(app.url);
   await browser.request('/set');
   const body = (await browser.request('/get')).body;
@@ -56,7 +64,7 @@ test('/get never shows koa-session internals', async (t) => {
 });
 
 test('/del destroys the session in the store and clears the cookie; replaying the old cookie gives {}', async (t) => {
-  const app = await appForTest(t);
+  const app = await seedApp(t);
   const browser = new Browser(app.url);
   await browser.request('/set');
   const oldCookie = browser.cookieHeader;
@@ -76,7 +84,7 @@ test('/del destroys the session in the store and clears the cookie; replaying th
 });
 
 test('responses that touch a session are not cacheable; unknown paths are 404 without a session', async (t) => {
-  const app = await appForTest(t);
+  const app = await seedApp(t);
   const browser = new Browser(app.url);
   for (const path of ['/set', '/get', '/del']) {
     t.is((await browser.request(path)).headers.get('cache-control'), 'no-store', path);
@@ -94,7 +102,7 @@ test('responses that touch a session are not cacheable; unknown paths are 404 wi
 });
 
 test('a second /set on the same session stores the new time and does not re-send the cookie', async (t) => {
-  const app = await appForTest(t);
+  const app = await seedApp(t);
   const browser = new Browser(app.url);
   t.is((await browser.request('/set')).setCookies.length, 1);
   const id = sessionIdOf(browser.cookies.get('sid'))!;
@@ -108,12 +116,16 @@ test('a second /set on the same session stores the new time and does not re-send
   t.deepEqual(again.setCookies, [], 'same id, same cookie: nothing to send');
   const second = (await browser.json('/get')).time as number;
   t.true(second > first, `the stored time changed: ${first} then ${second}`);
-  t.like(JSON.parse((await app.store.get(id, 60_000))!), { time: second }, 'in the store, under the same id');
+  t.like(
+    JSON.parse((await app.store.get(storeKeyOf(app, id), 60_000))!),
+    { time: second },
+    'in the store, under the same id',
+  );
   t.is((app.store as MemoryStore).size, 1, 'no second session');
 });
 
 test('TRACE, which fetch refuses to send, is answered too', async (t) => {
-  const app = await appForTest(t);
+  const app = await seedApp(t);
   const { request } = await import('node:http');
   const trace = (path: string, cookie?: string) =>
     new Promise<{ status: number; body: string; cookie?: string }>((resolve, reject) => {
@@ -134,14 +146,11 @@ test('TRACE, which fetch refuses to send, is answered too', async (t) => {
   t.is((await trace('/get', set.cookie)).body, '{}');
 });
 
-test('/ names the routes; a method /healthz does not take is 405 with Allow, not 404', async (t) => {
-  const app = await appForTest(t);
+test('/ names the routes, and starts no session', async (t) => {
+  const app = await seedApp(t);
   const index = await new Browser(app.url).request('/');
   t.is(index.status, 200);
   t.regex(index.headers.get('content-type')!, /^text\/plain/);
   for (const route of ['/set', '/get', '/del', '/healthz']) t.true(index.body.includes(route), `names ${route}`);
   t.deepEqual(index.setCookies, [], 'no session');
-  const post = await new Browser(app.url).request('/healthz', { method: 'POST' });
-  t.is(post.status, 405);
-  t.is(post.headers.get('allow'), 'GET, HEAD');
 });
