@@ -3,7 +3,7 @@
  * restart with no server to run, for a single-instance service (GoFrame's own default storage is a
  * file too). Same contract as the other stores (store.ts); docs/stores.md has the figures.
  *
- * One table, `sessions` (id, text, expires_at in ms since the epoch), and one statement per call, each
+ * The table `sessions` (id, text, expires_at in ms since the epoch), and one statement per call, each
  * prepared once: `get` is an UPDATE … RETURNING that renews the lifetime as it reads, `create` an
  * INSERT … ON CONFLICT that replaces only an expired row, `update` an UPDATE of a live row, `destroy`
  * a DELETE … RETURNING. An expired row counts as absent everywhere; the sweep deletes it later.
@@ -21,6 +21,11 @@
  * write-ahead log into the file run on a worker thread (sqlite-checkpointer.ts), and expired rows are
  * deleted in small batches through the index on expires_at, each after the worker has checkpointed
  * the one before.
+ *
+ * Users' lists (sqlite-users.ts) live in tables of their own in the same file. A session the store drops
+ * on its own (the insert trigger's eviction, the sweep, the trim past a lowered cap, a destroy that finds it
+ * expired) leaves its user's list in the same statement or transaction, as the memory store's `forget`;
+ * an expired row that get, create or update meet stays, with its entry, until the sweep.
  *
  * Stored data is input: a row this app did not write (a NULL, a blob, a number where the text goes)
  * reads as '', which the session layer discards like any other invalid value. The file is checked
