@@ -49,6 +49,7 @@ export const SETTING_NAMES = [
   'REDIS_KEY_PREFIX',
   'REDIS_CONNECT_TIMEOUT',
   'REDIS_COMMAND_TIMEOUT',
+  'SESSION_SQLITE_FILE',
 ] as const;
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
@@ -56,7 +57,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 /** auto: human-readable lines in a development terminal, JSON lines everywhere else. */
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
-export const STORE_KINDS = ['memory', 'redis'] as const;
+export const STORE_KINDS = ['memory', 'redis', 'sqlite'] as const;
 export type SessionStoreKind = (typeof STORE_KINDS)[number];
 /** auto: Secure exactly when the request came over HTTPS (directly, or through a trusted proxy). */
 export const COOKIE_SECURE_MODES = ['auto', 'true', 'false'] as const;
@@ -93,7 +94,10 @@ export interface SessionConfig {
   readonly maxAgeMs: number;
   /** Absolute lifetime from creation, or null for none. */
   readonly maxLifetimeMs: number | null;
-  /** Memory store only: the most sessions held; past it one is evicted (see app/stores/memory.ts). */
+  /**
+   * Memory and SQLite stores: the most sessions held; past it one is evicted (segmented LRU in memory,
+   * least recently used in SQLite: see app/stores/memory.ts and app/stores/sqlite.ts).
+   */
   readonly maxEntries: number;
   /** Cookie-signing keys: the first signs, every one verifies. */
   readonly keys: readonly string[];
@@ -133,6 +137,11 @@ export interface RedisConfig {
   readonly commandTimeoutMs: number;
 }
 
+export interface SqliteConfig {
+  /** The database file, relative to the working directory unless absolute; its folder is created if missing. */
+  readonly file: string;
+}
+
 export interface Config {
   /** Production rules (required, long SESSION_KEYS) apply unless NODE_ENV is unset, development or test. */
   readonly production: boolean;
@@ -143,6 +152,8 @@ export interface Config {
   readonly session: SessionConfig;
   /** The Redis settings when SESSION_STORE=redis; null otherwise (they are not even validated then). */
   readonly redis: RedisConfig | null;
+  /** The SQLite settings when SESSION_STORE=sqlite; null otherwise. */
+  readonly sqlite: SqliteConfig | null;
 }
 
 const MIN_PRODUCTION_KEY_LENGTH = 32;
@@ -486,6 +497,7 @@ export function loadConfig(env: Environment, earlierWarnings: readonly string[] 
       cookie: readCookie(env),
     },
     redis: store === 'redis' ? readRedis(env) : null,
+    sqlite: store === 'sqlite' ? { file: readString(env, 'SESSION_SQLITE_FILE', 'data/sessions.db') } : null,
   };
   if (config.http.requestTimeoutMs < config.http.headersTimeoutMs) {
     // Node refuses a request timeout shorter than the headers timeout.

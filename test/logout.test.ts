@@ -2,7 +2,7 @@
  * Logout is final, with every store, when requests overlap. Each bad interleaving is made to happen on
  * purpose: a store wrapper (GatedStore) holds one request between its read and its write while another
  * request logs out or regenerates, then lets it go. Checked through the cookie and through the store.
- * The stores: memory, and Redis on every deployment (the one at REDIS_URL, a Cluster and Sentinels of
+ * The stores: memory, SQLite where node:sqlite exists (Node 22.13 and later; not listed on Node 20), and Redis on every deployment (the one at REDIS_URL, a Cluster and Sentinels of
  * this file's own); one more store is one more entry in STORES.
  */
 
@@ -14,6 +14,7 @@ import { Browser, cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { GatedStore } from './helpers/gated-store.ts';
 import { PATIENT_REDIS, uniquePrefix } from './helpers/redis.ts';
 import { redisDeployments } from './helpers/redis-topologies.ts';
+import { hasNodeSqlite, sqliteTempFolder } from './helpers/sqlite.ts';
 import { storeKeyOf } from './helpers/store-key.ts';
 
 const test = anyTest as TestFn;
@@ -44,6 +45,8 @@ const STORES: StoreUnderTest[] = [
     env: async () => ({}),
     count: async (app) => (await app.store.health()).sessions as number,
   },
+  // Listed only where node:sqlite exists (Node 22.13 and later): see test/helpers/sqlite.ts.
+  ...(hasNodeSqlite ? [sqliteUnderTest()] : []),
   ...redisDeployments(test).map((deployment) => ({
     name: deployment.name,
     test: deployment.test,
@@ -58,6 +61,26 @@ const STORES: StoreUnderTest[] = [
     cleanUp: (env: Record<string, string>) => deployment.deleteKeysWithPrefix(env.REDIS_KEY_PREFIX),
   })),
 ];
+
+/** The SQLite store on a file in a folder of the test's own, removed when the test ends. */
+function sqliteUnderTest(): StoreUnderTest {
+  const folders = new Map<string, () => void>();
+  return {
+    name: 'sqlite',
+    test,
+    async env() {
+      const { folder, cleanUp } = sqliteTempFolder();
+      const file = `${folder}/sessions.db`;
+      folders.set(file, cleanUp);
+      return { SESSION_STORE: 'sqlite', SESSION_SQLITE_FILE: file };
+    },
+    count: async (app) => (await app.store.health()).sessions as number,
+    async cleanUp(env) {
+      folders.get(env.SESSION_SQLITE_FILE)?.();
+      folders.delete(env.SESSION_SQLITE_FILE);
+    },
+  };
+}
 
 function scenario(title: string, body: Scenario): void {
   for (const store of STORES) {

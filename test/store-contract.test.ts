@@ -1,5 +1,6 @@
 /**
- * One contract (app/stores/store.ts), every store: the memory store always; the Redis store whenever
+ * One contract (app/stores/store.ts), every store: the memory store always; the SQLite store where
+ * node:sqlite exists (Node 22.13 and later; not listed on Node 20); the Redis store whenever
  * REDIS_URL is set, and on a Redis Cluster and on Sentinels of this file's own whenever redis-server is
  * there (test/helpers/redis-topologies.ts). One suite (storeContract) over a list of stores: a store of
  * your own is one more entry in STORES. Real time here (Redis keeps its own clock), with short
@@ -14,6 +15,7 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { MemoryStore } from '../app/stores/memory.ts';
 import type { SessionStore } from '../app/stores/store.ts';
 import { openStoreOn, redisDeployments } from './helpers/redis-topologies.ts';
+import { hasNodeSqlite, openTestSqliteStore } from './helpers/sqlite.ts';
 import { type LifetimeWatch, untilConclusive } from './helpers/timing.ts';
 
 const test = anyTest as TestFn;
@@ -37,6 +39,8 @@ const STORES: StoreUnderTest[] = [
       return { store, cleanUp: () => store.close() };
     },
   },
+  // Listed only where node:sqlite exists (Node 22.13 and later): see test/helpers/sqlite.ts.
+  ...(hasNodeSqlite ? [{ name: 'sqlite', test, open: () => openTestSqliteStore() }] : []),
   ...redisDeployments(test).map((deployment) => ({
     name: deployment.name,
     test: deployment.test,

@@ -1,14 +1,17 @@
 /**
  * The users' index of the store contract (UserSessionIndex in app/stores/store.ts), every store: the
- * memory store always, the Redis store whenever REDIS_URL answers. Called directly, without the session
+ * memory store always, the SQLite store where node:sqlite exists (Node 22.13 and later; not listed on
+ * Node 20), the Redis store whenever REDIS_URL answers. Called directly, without the session
  * layer: the epoch and the list each refuse on their own, the bound, pruning, and (Redis) one hash slot
  * and TTLs for every key of a user.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { MemoryStore } from '../app/stores/memory.ts';
+import { SqliteStore } from '../app/stores/sqlite.ts';
 import { type SessionStore, StoreUnavailableError } from '../app/stores/store.ts';
 import { inspector, keysWithPrefix, openTestRedisStore, ownRedisServer, redisTest } from './helpers/redis.ts';
+import { hasNodeSqlite, openTestSqliteStore } from './helpers/sqlite.ts';
 
 const test = anyTest as TestFn;
 const LONG = 60_000;
@@ -17,9 +20,9 @@ const H = (n: number) => `handle-${String(n).padStart(15, '0')}`; // 22 characte
 
 interface Opened {
   readonly store: SessionStore;
-  /** Every key (Redis) under the store's prefix, the prefix cut off; undefined for the memory store. */
+  /** Every key (Redis) under the store's prefix, the prefix cut off; undefined for the other stores. */
   readonly keys: () => Promise<string[] | undefined>;
-  /** The Redis store's key prefix ('' for the memory store). */
+  /** The Redis store's key prefix ('' for the other stores). */
   readonly prefix: string;
   readonly cleanUp: () => Promise<void>;
 }
@@ -33,6 +36,19 @@ const STORES: Array<{ name: string; test: TestFn; open(): Promise<Opened> }> = [
       return { store, keys: async () => undefined, prefix: '', cleanUp: () => store.close() };
     },
   },
+  // Listed only where node:sqlite exists (Node 22.13 and later): see test/helpers/sqlite.ts.
+  ...(hasNodeSqlite
+    ? [
+        {
+          name: 'sqlite',
+          test,
+          async open() {
+            const { store, cleanUp } = await openTestSqliteStore();
+            return { store, keys: async () => undefined, prefix: '', cleanUp };
+          },
+        },
+      ]
+    : []),
   {
     name: 'redis',
     test: redisTest(test),
@@ -187,6 +203,9 @@ for (const { name, test: storeTest, open } of STORES) {
       await sleep(700);
       if (store instanceof MemoryStore) {
         store.users.sweep();
+        t.deepEqual(store.users.counts, { users: 0, entries: 0 });
+      } else if (store instanceof SqliteStore) {
+        await store.sweep();
         t.deepEqual(store.users.counts, { users: 0, entries: 0 });
       } else {
         let left = await keys();
