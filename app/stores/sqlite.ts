@@ -22,8 +22,8 @@
  * deleted in small batches through the index on expires_at, each after the worker has checkpointed
  * the one before.
  *
- * Stored data is input: a row this app did not write (a NULL, a blob, a number where the text goes)
- * reads as '', which the session layer discards like any other invalid value. The file is checked
+ * Stored data is input: a row this app did not write reads as the text it holds, or as '' when it
+ * holds no text (a NULL, a blob), which the session layer discards like any other invalid value. The file is checked
  * before use: PRAGMA application_id marks it as a session database of this app, and a database that
  * has tables but not that mark is refused, never changed.
  *
@@ -45,7 +45,7 @@ export interface SqliteStoreOptions {
   readonly maxEntries: number;
   /** How often the background sweep starts a pass over the expired rows. */
   readonly sweepIntervalMs?: number;
-  /** Rows deleted per sweep step; the pass waits for a timer tick between steps. */
+  /** Rows deleted per sweep step; requests run between steps. */
   readonly sweepBatchSize?: number;
   /** Injectable clock for tests. */
   readonly now?: () => number;
