@@ -51,7 +51,7 @@ export interface SqliteStoreOptions {
   readonly maxEntries: number;
   /** How often the background sweep starts a pass over the expired rows. */
   readonly sweepIntervalMs?: number;
-  /** Rows deleted per sweep step; the pass waits for a timer tick between steps. */
+  /** Rows deleted per sweep step; requests run between steps. */
   readonly sweepBatchSize?: number;
   /** Injectable clock for tests. */
   readonly now?: () => number;
