@@ -119,10 +119,16 @@ export async function failoverUnderLoad(t: ExecutionContext, target: FailoverTar
     t.true((await confirmReplicated(master, key, replicas, 5_000)) >= replicas, `${master.port} replicated it all`);
   }
 
-  const victim = await target.masterOf(prefix + storeKeyOf(app, sessions[0].id));
-  for (const session of sessions)
-    session.onVictim = (await target.masterOf(prefix + storeKeyOf(app, session.id))) === victim;
-  const victimMarker = (await target.masters()).find(({ master }) => master === victim)!;
+  // The victim: the master of a session whose master has a replica to promote (after an earlier test's
+  // failover, a master may have none until its old one is back as a replica).
+  const masters = await target.masters();
+  const withReplica = new Set(masters.filter(({ replicas }) => replicas > 0).map(({ master }) => master));
+  const mastersOf = new Map<TrackedSession, OwnRedisServer>();
+  for (const session of sessions) mastersOf.set(session, await target.masterOf(prefix + storeKeyOf(app, session.id)));
+  const victim = [...mastersOf.values()].find((master) => withReplica.has(master));
+  if (victim === undefined) throw new Error('no master with a replica holds a session: nothing to fail over');
+  for (const session of sessions) session.onVictim = mastersOf.get(session) === victim;
+  const victimMarker = masters.find(({ master }) => master === victim)!;
 
   // The watermark: when the last marker the replica confirmed was sent.
   let watermark = performance.now();
