@@ -199,13 +199,19 @@ export function silentLogger(): Logger {
 }
 
 /**
+ * How long an exit waits for standard output that does not take the last lines. A reader that is only
+ * slow (a busy machine, a log shipper catching up) must not lose the fatal line: the wait is generous.
+ */
+const STUCK_STDOUT_MS = 5_000;
+
+/**
  * Exits once every log line is written, in order (the summaries still counting are written first:
  * app/log-summary.ts). The destination writes asynchronously, and on process.exit its last synchronous
  * flush could overtake a write still under way (the lines came out swapped); pino's flush callback
- * waits for both, and a stuck stdout for at most a second.
+ * waits for both, and a stuck stdout for at most STUCK_STDOUT_MS.
  */
 export function exitAfterLogs(logger: Logger, code: number): void {
   flushLogSummaries(logger);
-  setTimeout(() => process.exit(code), 1_000).unref();
+  setTimeout(() => process.exit(code), STUCK_STDOUT_MS).unref();
   logger.flush(() => process.exit(code));
 }
