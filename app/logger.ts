@@ -82,6 +82,8 @@ interface ByteDestination {
   write(bytes: Buffer): boolean;
   flush(callback?: (error?: Error) => void): void;
   flushSync(): void;
+  /** sonic-boom's own flag: a write is under way in libuv's thread pool. */
+  readonly _writing: boolean;
 }
 
 /**
@@ -130,8 +132,18 @@ class LineBatch implements DestinationStream {
     this.#destination.flush(callback);
   }
 
-  /** Writes what is gathered before returning (pino calls it after a fatal line). */
+  /**
+   * pino calls this after a fatal line. While a write is under way in the thread pool, a synchronous
+   * write now would land before it (the fatal line ahead of request lines written earlier): then the
+   * lines are only handed over, and go out in order behind it; exitAfterLogs() waits for them.
+   */
   flushSync(): void {
+    this.handOver();
+    if (!this.#destination._writing) this.#destination.flushSync();
+  }
+
+  /** The process is exiting: nothing more can wait, so whatever is pending is written now. */
+  writeAllSync(): void {
     this.handOver();
     this.#destination.flushSync();
   }
@@ -177,7 +189,7 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
   // pino writes what its destination holds when the process exits; what is gathered here goes first.
   process.prependListener('exit', () => {
     try {
-      stdout.flushSync();
+      stdout.writeAllSync();
     } catch {
       // standard output is closed or gone: nothing more can be written
     }

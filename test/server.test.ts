@@ -142,6 +142,32 @@ test('the server prints one line with the URL, serves the routes, and exits 0 on
   );
 });
 
+test('a bug that crashes the process: every request line before it is written, in order, then one fatal line, and exit 1', async (t) => {
+  // A bug outside any request: an exception thrown by a signal handler (preloaded here) is uncaught. Its
+  // message is long, so the fatal line is larger than a whole batch of lines: it goes out on its own.
+  const message = `a bug outside any request ${'!'.repeat(100_000)}`;
+  const crashOnSignal = `data:text/javascript,process.on('SIGUSR2', () => { throw new Error('${message}'); });`;
+  const server = await startServer(
+    t,
+    { SESSION_KEYS: TEST_KEY, LOG_LEVEL: 'info' },
+    { nodeArgs: ['--import', crashOnSignal] },
+  );
+  // Lines for several writes, the last of them still gathered for the next write when the bug strikes
+  // (lines go out every 100 ms at least: the signal follows the last answer at once).
+  const ids = Array.from({ length: 400 }, (_, i) => `before-the-crash-${i}`);
+  for (const id of ids)
+    t.is((await new Browser(server.url).request('/read', { headers: { 'x-request-id': id } })).status, 200);
+  server.child.kill('SIGUSR2');
+  t.is(await server.exited, 1);
+  const lines = logLines(server);
+  t.deepEqual(
+    lines.filter((line) => line.msg === 'request').map((line) => line.requestId),
+    ids,
+  );
+  t.like(lines.at(-1), { level: 'fatal', msg: 'fatal error; exiting', err: { message } });
+  t.is(server.stderr(), '');
+});
+
 test('without SESSION_KEYS (development) a random key is made, with a one-line warning', async (t) => {
   const server = await startServer(t, {});
   const lines = server.stdout().trimEnd().split('\n');
