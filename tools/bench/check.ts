@@ -12,9 +12,14 @@
  * It edits copies only, never app/ itself. A failure after an edit to app/ means the variants' edits
  * name text that changed: update them in variants.ts (or delete tools/bench/ if you do not use the
  * benchmark).
+ *
+ * `npm run bench:check` also starts the rows of the stores with a set-up of their own (checkStores): the
+ * template on a Redis Cluster the benchmark starts, and on a SQLite file (where Node has node:sqlite),
+ * each serving /set and /get with its session kept in that store.
  */
 import { fileURLToPath } from 'node:url';
 import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
+import { HAS_NODE_SQLITE, NO_SQLITE_LINE, STORE_LABELS, type StoreName, setUpStore } from './stores.ts';
 import { buildVariant, VARIANTS } from './variants.ts';
 
 const BENCH_SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
@@ -30,8 +35,8 @@ interface Observed {
   readonly time: unknown;
 }
 
-async function observe(script: string): Promise<Observed> {
-  const server: ServerProcess & { url: string } = await startServerProcess(ENV, { script });
+async function observe(script: string, env: Record<string, string> = {}): Promise<Observed> {
+  const server: ServerProcess & { url: string } = await startServerProcess({ ...ENV, ...env }, { script });
   try {
     const crossSite = await fetch(`${server.url}/set`, { headers: { 'Sec-Fetch-Site': 'cross-site' } });
     await crossSite.body?.cancel();
@@ -114,4 +119,38 @@ export async function checkVariants(log: (line: string) => void): Promise<void> 
       { cause: error },
     );
   }
+}
+
+/**
+ * The cluster and sqlite rows start as run.ts starts them (stores.ts), serve /set and /get, and keep the
+ * session in their store (not in the memory store, as a missing setting would). Not the redis row: it
+ * needs a Redis at REDIS_URL, and starts as the cluster row does but for the settings.
+ */
+export async function checkStores(log: (line: string) => void): Promise<void> {
+  const stores: StoreName[] = ['cluster'];
+  if (HAS_NODE_SQLITE) stores.push('sqlite');
+  else log(`bench check: ${NO_SQLITE_LINE}`);
+  await Promise.all(stores.map((store) => checkStore(store, log)));
+}
+
+async function checkStore(store: StoreName, log: (line: string) => void): Promise<void> {
+  const what = `the ${STORE_LABELS[store]} store's row`;
+  try {
+    const setup = await setUpStore(store, { redisUrl: 'redis://127.0.0.1:6379', keyPrefix: 'bench-check:' });
+    try {
+      if (setup.redisCpu && !Number.isFinite(await setup.redisCpu.read()))
+        throw new Error("its Redis servers' CPU time could not be read");
+      const observed = await observe(BENCH_SERVER, setup.env());
+      expect(what, { '/get to show the stored time': Number.isInteger(observed.time) }, observed);
+      const count = await setup.countSessions!();
+      if (count < 1) throw new Error(`its server answered, but the store holds ${count} sessions`);
+    } finally {
+      await setup.stop();
+    }
+  } catch (error) {
+    throw new Error(`bench check failed: ${what} did not start or serve: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  log(`bench check: ${what} starts and keeps its sessions there`);
 }

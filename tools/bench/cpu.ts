@@ -27,22 +27,40 @@ export function processCpuMicros(pid: number): number {
 }
 
 export interface RedisCpu {
-  /** CPU time the Redis server has used so far, in microseconds. */
+  /** CPU time the Redis server (or servers, together) has used so far, in microseconds. */
   read(): Promise<number>;
   close(): Promise<void>;
 }
 
-/** CPU time the Redis server has used (INFO cpu, microsecond resolution), for the Redis store's rows. */
-export async function redisCpuReader(url: string): Promise<RedisCpu> {
-  const client = createClient({ url });
-  await client.connect();
+const plainClient = (url: string) => createClient({ url });
+
+/**
+ * CPU time Redis has used (INFO cpu, microsecond resolution), for the rows of the stores that keep
+ * sessions in Redis: one server, or every node of a Cluster, summed (each node answers for itself).
+ */
+export async function redisCpuReader(urls: string | readonly string[]): Promise<RedisCpu> {
+  const clients: Array<ReturnType<typeof plainClient>> = [];
+  try {
+    for (const url of typeof urls === 'string' ? [urls] : urls) {
+      const client = plainClient(url);
+      clients.push(client);
+      await client.connect();
+    }
+  } catch (error) {
+    for (const client of clients) client.destroy();
+    throw error;
+  }
+  const cpuOf = async (client: (typeof clients)[number]) => {
+    const info = await client.info('cpu');
+    const seconds = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+    return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+  };
   return {
     async read() {
-      const info = await client.info('cpu');
-      const seconds = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
-      return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+      const each = await Promise.all(clients.map(cpuOf));
+      return each.reduce((sum, micros) => sum + micros, 0);
     },
-    close: async () => void (await client.quit()),
+    close: async () => void (await Promise.all(clients.map((client) => client.quit()))),
   };
 }
 

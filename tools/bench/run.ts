@@ -20,9 +20,11 @@
  * their CPU time per request (read from /proc, see cpu.ts). Whatever disturbs a round (a neighbour,
  * the other vCPU busy, the clock) disturbs all three alike, so the ratio within a round holds where req/s, or CPU
  * time across rounds, swings by half. Ratios are the median over rounds of the yardstick's CPU time
- * over the row's: the throughput a core would give, relative. For the Redis store the Redis server's
- * CPU time counts too (it does part of the work). The spread column repeats the ratio from the odd and
- * from the even rounds alone: two halves that agree make an answer that repeats.
+ * over the row's: the throughput a core would give, relative. For the Redis stores Redis's CPU time
+ * counts too (it does part of the work): the Redis at REDIS_URL's for the redis store, for the cluster
+ * store that of every node of the Redis Cluster the benchmark starts for it (stores.ts). The spread
+ * column repeats the ratio from the odd and from the even rounds alone: two halves that agree make an
+ * answer that repeats.
  *
  * Run `npm run bench -- --help` for the options.
  */
@@ -33,13 +35,29 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
-import { checkVariants } from './check.ts';
-import { pinToCpus, processCpuMicros, redisCpuReader } from './cpu.ts';
+import { checkStores, checkVariants } from './check.ts';
+import { pinToCpus, processCpuMicros, type RedisCpu } from './cpu.ts';
+import {
+  HAS_NODE_SQLITE,
+  isStoreName,
+  NO_SQLITE_LINE,
+  STORE_LABELS,
+  STORES,
+  type StoreName,
+  type StoreSetup,
+  setUpStore,
+} from './stores.ts';
 import { type BuiltVariant, buildVariant, VARIANTS } from './variants.ts';
 
 const USAGE = `npm run bench -- [options]
 
-  --stores memory,redis   which stores to measure (default memory; redis uses REDIS_URL, default redis://127.0.0.1:6379)
+  --stores memory,redis,cluster,sqlite
+                          which stores to measure (default memory): redis uses the Redis at REDIS_URL (default
+                          redis://127.0.0.1:6379); cluster starts a Redis Cluster of its own on spare ports (3
+                          masters; redis-server and redis-cli from the PATH) and stops it after; for both, Redis's
+                          CPU time counts as the row's (all three nodes' for the Cluster); sqlite keeps its files in
+                          a temp folder, removed after (node:sqlite: Node 22.13 or later; on an older Node the row is
+                          left out, with a line that says so)
   --rounds 16             rounds; in each, every row is loaded once per scenario, with both yardsticks
   --duration 2            seconds per round and scenario
   --connections 16        concurrent connections per server
@@ -53,17 +71,19 @@ const USAGE = `npm run bench -- [options]
   --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
   --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
                           (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design);
-                          runs --check first
-  --check                 only check that the variants of --costs still fit app/ (exact edits) and take effect;
-                          exits 1 if not (npm run bench:check; about 10 s)
+                          checks the variants first, as --check does
+  --check                 only check that the variants of --costs still fit app/ (exact edits) and take effect,
+                          and that the cluster and sqlite rows start and keep their sessions in their store;
+                          exits 1 if not (npm run bench:check; 10 to 20 s)
   --json FILE             also write every round's samples to FILE
   --help                  this text
 
 Each row other than the yardsticks is measured in turn, at the same moment as both yardsticks, after
 1 s of load of its own. A run takes rows x 3 scenarios x (rounds + 1 warm-up) x (duration + 1 s): with
 the defaults about 8 minutes (memory store, reference and logging rows, and in the signed-in scenario the
-row not signed in), 12 with --stores memory,redis; --costs adds 10 rows (about 15 minutes with --rounds 8
---no-reference --no-logging). --only shortens it to one scenario; --logging takes 2 minutes.`;
+row not signed in), 12 with --stores memory,redis, 19 with --stores memory,redis,cluster,sqlite (each store
+adds 4 rows: one per scenario and its row not signed in; about 3.5 minutes); --costs adds 10 rows (about 15
+minutes with --rounds 8 --no-reference --no-logging). --only shortens it to one scenario; --logging takes 2 minutes.`;
 
 function readOptions() {
   try {
@@ -94,7 +114,23 @@ if (options.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
-const stores = options.stores.split(',').map((store) => store.trim());
+const unknownStores = options.stores
+  .split(',')
+  .map((store) => store.trim())
+  .filter((store) => !isStoreName(store));
+if (unknownStores.length > 0) {
+  process.stderr.write(`--stores: no store ${unknownStores.join(', ')}; the stores are ${STORES.join(', ')}\n`);
+  process.exit(2);
+}
+const stores = [...new Set(options.stores.split(',').map((store) => store.trim() as StoreName))].filter((store) => {
+  if (store !== 'sqlite' || HAS_NODE_SQLITE) return true;
+  process.stderr.write(`${NO_SQLITE_LINE}\n`);
+  return false;
+});
+if (stores.length === 0) {
+  process.stderr.write('--stores: no store left to measure\n');
+  process.exit(2);
+}
 if (options.logging && (options.costs || options['no-logging'] || options.stores !== 'memory')) {
   process.stderr.write(
     '--logging measures the template with the memory store alone: no --costs, --stores or --no-logging\n',
@@ -107,7 +143,9 @@ if (options.costs && !stores.includes('memory')) {
 }
 if (options.check || options.costs) {
   try {
-    await checkVariants((line) => process.stdout.write(`${line}\n`));
+    const log = (line: string) => process.stdout.write(`${line}\n`);
+    // At the same moment: a Cluster's start is mostly waiting for its nodes to agree.
+    await Promise.all([checkVariants(log), options.check ? checkStores(log) : undefined]);
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n`);
     process.exit(1);
@@ -131,9 +169,9 @@ interface Sample {
   readonly requestsPerSecond: number;
   readonly p99Ms: number;
   readonly errors: number;
-  /** CPU time per request of the server process (plus Redis's, for the Redis store), in µs. */
+  /** CPU time per request of the server process (plus Redis's, for the Redis stores), in µs. */
   readonly cpuMicrosPerRequest: number;
-  /** Of that, Redis's share (0 for the other servers). */
+  /** Of that, Redis's share (the Cluster's nodes' together for the cluster store; 0 for the other servers). */
   readonly redisMicrosPerRequest: number;
 }
 
@@ -141,8 +179,8 @@ interface Target {
   readonly name: string;
   readonly server: ServerProcess & { url: string };
   readonly cookie: string;
-  /** Whether Redis's CPU time counts as this server's (the Redis store). */
-  readonly usesRedis: boolean;
+  /** The Redis servers whose CPU time counts as this server's (the Redis stores' rows). */
+  readonly redisCpu?: RedisCpu;
 }
 
 const FLOOR = 'koa-session floor (unsafe, measures koa-session alone)';
@@ -150,7 +188,8 @@ const BARE = 'bare Koa';
 const TEMPLATE_MEMORY = 'this template, memory store';
 const TEMPLATE_INFO = 'this template, memory store, LOG_LEVEL=info';
 const withoutRow = (name: string) => `template without ${name}`;
-const notSignedInRow = (store: string) => `this template, ${store} store, session not signed in`;
+const storeRow = (store: StoreName) => `this template, ${STORE_LABELS[store]} store`;
+const notSignedInRow = (store: StoreName) => `${storeRow(store)}, session not signed in`;
 /** The variants' copies of app/ (--costs), built before any server starts and removed at the end. */
 const builtVariants: BuiltVariant[] = [];
 process.once('exit', () => {
@@ -180,7 +219,7 @@ const started: ServerProcess[] = [];
  * (and then expires and evicts them), and a /get server that shared it would be billed for that work;
  * the memory store's /get ratio moved between 0.73 and 1.06 with the round when it did.
  */
-async function startTargets(scenario: Scenario): Promise<Target[]> {
+async function startTargets(scenario: Scenario, setups: ReadonlyMap<StoreName, StoreSetup>): Promise<Target[]> {
   // The /get servers' live session must outlive the other rows' turns (about a minute with --costs,
   // SESSION_MAX_AGE's default): it is read only in its own row's turn. checkLiveSession() checks it.
   const sessionEnv: Record<string, string> = scenario.withCookie
@@ -190,13 +229,13 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
   const add = async (
     name: string,
     serverStarting: Promise<ServerProcess & { url: string }>,
-    usesRedis = false,
+    redisCpu: RedisCpu | undefined = undefined,
     template = true,
   ) => {
     const server = await serverStarting;
     started.push(server);
     const cookie = name === BARE ? '' : await liveSessionCookie(server.url, template && scenario.signedIn === true);
-    targets.push({ name, server, cookie, usesRedis });
+    targets.push({ name, server, cookie, redisCpu });
   };
   const startTemplate = (env: Record<string, string>) => startServerProcess(env, { script: BENCH_SERVER });
   // The same server logging one line per request (the default level), to a pipe this process drains.
@@ -210,21 +249,21 @@ async function startTargets(scenario: Scenario): Promise<Target[]> {
     // (and the floor, so that three servers share the CPU as in the other runs), the ratio of the two
     // needs no yardstick in between.
     await add(TEMPLATE_MEMORY, startTemplate({ ...sessionEnv, LOG_LEVEL: 'warn', SESSION_STORE: 'memory' }));
-    await add(FLOOR, startBaseline('floor'), false, false);
+    await add(FLOOR, startBaseline('floor'), undefined, false);
     await add(TEMPLATE_INFO, startLogging());
     return targets;
   }
-  await add(BARE, startBaseline('bare'), false, false);
-  await add(FLOOR, startBaseline('floor'), false, false);
+  await add(BARE, startBaseline('bare'), undefined, false);
+  await add(FLOOR, startBaseline('floor'), undefined, false);
   if (!options['no-reference'])
-    await add('koa-session defaults + Map (reference)', startBaseline('koa-session'), false, false);
+    await add('koa-session defaults + Map (reference)', startBaseline('koa-session'), undefined, false);
   for (const store of stores) {
-    const env: Record<string, string> = { ...sessionEnv, LOG_LEVEL: 'warn', SESSION_STORE: store };
-    if (store === 'redis') Object.assign(env, { REDIS_URL, REDIS_KEY_PREFIX: `bench:${process.pid}:` });
-    await add(`this template, ${store} store`, startTemplate(env), store === 'redis');
+    const setup = setups.get(store)!;
+    const env = () => ({ ...sessionEnv, LOG_LEVEL: 'warn', ...setup.env() });
+    await add(storeRow(store), startTemplate(env()), setup.redisCpu);
     if (scenario.signedIn) {
       // The same template reading a session that is not signed in, in the same rounds: the gap is the check.
-      await add(notSignedInRow(store), startTemplate(env), store === 'redis', false);
+      await add(notSignedInRow(store), startTemplate(env()), setup.redisCpu, false);
     }
   }
   if (!options['no-logging'] && stores.includes('memory')) await add(TEMPLATE_INFO, startLogging());
@@ -313,14 +352,18 @@ interface Trio {
 
 async function main(): Promise<void> {
   const startedAt = Date.now();
-  const redisCpu = stores.includes('redis') ? await redisCpuReader(REDIS_URL) : undefined;
+  // The stores' own servers and files; a Cluster's nodes start here, before the pinning below, so that
+  // like the Redis at REDIS_URL they are not pinned.
+  const setups = new Map<StoreName, StoreSetup>();
   // trios[scenario][candidate]: one per round
   const trios = new Map<string, Map<string, Trio[]>>();
   let pinned = false;
   try {
     const targetsOf = new Map<string, Target[]>();
     if (options.costs) for (const variant of VARIANTS) builtVariants.push(buildVariant(variant)); // a stale edit fails here, before any server starts
-    for (const scenario of scenarios) targetsOf.set(scenario.name, await startTargets(scenario));
+    for (const store of stores)
+      setups.set(store, await setUpStore(store, { redisUrl: REDIS_URL, keyPrefix: `bench:${process.pid}:` }));
+    for (const scenario of scenarios) targetsOf.set(scenario.name, await startTargets(scenario, setups));
     // With two CPUs or more: the servers on the last one, this process (the load) on the others.
     const cpuCount = cpus().length;
     pinned =
@@ -342,15 +385,16 @@ async function main(): Promise<void> {
           // heap: one unmeasured second of load first, as the yardsticks (loaded every turn) had.
           // Without it the memory-store rows drifted down by 0.2 once their heap held many sessions.
           await autocannon({ ...requestFor(candidate, scenario), connections, duration: 1 });
-          const redisBefore = candidate.usesRedis ? await redisCpu!.read() : 0;
+          const redisBefore = (await candidate.redisCpu?.read()) ?? 0;
           const [bareSample, floorSample, ownSample] = await Promise.all(
             [bare, floor, candidate].map((target) => measure(target, scenario, round)),
           );
           await Promise.all([floor, candidate].map((target) => checkLiveSession(target, scenario)));
           if (round < 0) continue; // warm-up: the JIT compiles the hot paths
-          // Only the Redis store's server talks to Redis: the work Redis did meanwhile is its own.
-          const redisMicrosPerRequest = candidate.usesRedis
-            ? ((await redisCpu!.read()) - redisBefore) / Math.max(1, ownSample.requests)
+          // Only the Redis stores' servers talk to Redis (to the Cluster, the cluster store's alone), and one
+          // at a time: the work Redis did meanwhile is the candidate's.
+          const redisMicrosPerRequest = candidate.redisCpu
+            ? ((await candidate.redisCpu.read()) - redisBefore) / Math.max(1, ownSample.requests)
             : 0;
           const own = {
             ...ownSample,
@@ -367,7 +411,7 @@ async function main(): Promise<void> {
   } finally {
     for (const server of started) server.child.kill('SIGTERM');
     await Promise.all(started.map((server) => server.exited));
-    await redisCpu?.close();
+    for (const setup of setups.values()) await setup.stop();
   }
   if (options.logging) {
     printLogging(trios, pinned, Math.round((Date.now() - startedAt) / 1000));
@@ -385,12 +429,12 @@ async function main(): Promise<void> {
   const lines = [
     `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`,
     `Each row loaded at the same moment as bare Koa and the floor, ${connections} connections each, over loopback; ${pinned ? `servers pinned to CPU ${cpu.length - 1}, load to the others` : 'not pinned'}; ${rounds} rounds of ${duration} s per scenario; run took ${tookSeconds} s; servers log at warn unless the row says otherwise`,
-    "CPU µs/req: the server process's CPU time per request (Redis's included for the Redis store), median over rounds. vs bare Koa, vs floor: in each round, their CPU time per request over the row's (higher is better), median over rounds. spread: that median from the odd and from the even rounds alone",
+    "CPU µs/req: the server process's CPU time per request (Redis's included for the Redis stores, all the Cluster's nodes' for the Redis Cluster), median over rounds. vs bare Koa, vs floor: in each round, their CPU time per request over the row's (higher is better), median over rounds. spread: that median from the odd and from the even rounds alone",
     '',
     '| scenario | server | CPU µs/req | req/s | p99 ms | vs bare Koa | vs floor | spread vs floor (odd / even) | errors |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
-  const redisLines: string[] = [];
+  const storeLines: string[] = [];
   const signedInLines: string[] = [];
   const loggingLines: string[] = [];
   const costLines: string[] = [];
@@ -453,27 +497,36 @@ async function main(): Promise<void> {
         spread,
       );
     }
-    if (stores.includes('memory') && stores.includes('redis')) {
+    for (const store of stores.includes('memory') ? stores : []) {
+      if (store === 'memory') continue;
       // Each was measured against the floor in its own rounds: the ratio of those ratios.
       const memory = trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!;
-      const redis = trios.get(scenario.name)!.get('this template, redis store')!;
-      const appOnly = redis.map((trio) => ({
+      const other = trios.get(scenario.name)!.get(storeRow(store))!;
+      const versusMemory = (ratio(other, 'floor') / ratio(memory, 'floor')).toFixed(2);
+      const name = store === 'redis' ? 'Redis' : STORE_LABELS[store];
+      if (store === 'sqlite') {
+        // In the app process: no server of its own to count apart.
+        storeLines.push(`${scenario.name}: ${name} store / memory store ${versusMemory}`);
+        continue;
+      }
+      const appOnly = other.map((trio) => ({
         ...trio,
         own: { ...trio.own, cpuMicrosPerRequest: trio.own.cpuMicrosPerRequest - trio.own.redisMicrosPerRequest },
       }));
-      const redisShare = median(redis.map((trio) => trio.own.redisMicrosPerRequest));
-      redisLines.push(
-        `${scenario.name}: Redis store / memory store ${(ratio(redis, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting Redis's own CPU time (${redisShare.toFixed(1)} µs/req), ${(ratio(appOnly, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting the app process alone`,
+      const redisShare = median(other.map((trio) => trio.own.redisMicrosPerRequest));
+      const whose = store === 'redis' ? "Redis's own CPU time" : "the CPU time of the Cluster's nodes";
+      storeLines.push(
+        `${scenario.name}: ${name} store / memory store ${versusMemory} counting ${whose} (${redisShare.toFixed(1)} µs/req), ${(ratio(appOnly, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting the app process alone`,
       );
     }
     if (scenario.signedIn) {
       // Both rows were measured against the floor in rounds of their own: the check's cost is the gap.
       const floorMicros = median(all.map((trio) => trio.floor.cpuMicrosPerRequest));
       for (const store of stores) {
-        const signed = ratio(trios.get(scenario.name)!.get(`this template, ${store} store`)!, 'floor');
+        const signed = ratio(trios.get(scenario.name)!.get(storeRow(store))!, 'floor');
         const plain = ratio(trios.get(scenario.name)!.get(notSignedInRow(store))!, 'floor');
         signedInLines.push(
-          `${store} store: a signed-in session's check costs ${(plain - signed).toFixed(3)} of the floor's throughput (${plain.toFixed(2)} not signed in, ${signed.toFixed(2)} signed in), ${(floorMicros / signed - floorMicros / plain).toFixed(1)} µs of CPU per request`,
+          `${STORE_LABELS[store]} store: a signed-in session's check costs ${(plain - signed).toFixed(3)} of the floor's throughput (${plain.toFixed(2)} not signed in, ${signed.toFixed(2)} signed in), ${(floorMicros / signed - floorMicros / plain).toFixed(1)} µs of CPU per request`,
         );
       }
     }
@@ -507,7 +560,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  if (redisLines.length > 0) lines.push('', ...redisLines);
+  if (storeLines.length > 0) lines.push('', ...storeLines);
   if (signedInLines.length > 0) lines.push('', ...signedInLines);
   if (loggingLines.length > 0) {
     lines.push(
