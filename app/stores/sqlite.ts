@@ -39,6 +39,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { StartupError } from '../../config/index.ts';
+import { flushLogSummaries } from '../log-summary.ts';
 import type { Logger } from '../logger.ts';
 import { type Checkpointer, startCheckpointer } from './sqlite-checkpointer.ts';
 import { SqliteUsers, USERS_SCHEMA } from './sqlite-users.ts';
@@ -57,7 +58,10 @@ export interface SqliteStoreOptions {
   readonly now?: () => number;
   /** Checkpoints on a worker thread (sqlite-checkpointer.ts); true by default, false to compare. */
   readonly checkpointInWorker?: boolean;
-  /** Where a failed sweep is reported (a failed call is a 503, logged by the app). */
+  /**
+   * Where a failed sweep is reported, and an outage: one line when calls start failing (their 503s are
+   * counted by the app), one when a session call writes again.
+   */
   readonly logger?: Logger;
 }
 
@@ -258,6 +262,8 @@ export class SqliteStore implements SessionStore {
   #sweep: { done: Promise<void>; finish: () => void; keepAlive: boolean } | undefined;
   #sweepStep: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Whether calls are failing (the line that says so is written), until a session call writes again. */
+  #failing = false;
 
   private constructor(db: DatabaseSync, path: string, options: SqliteStoreOptions) {
     this.#db = db;
@@ -351,6 +357,7 @@ export class SqliteStore implements SessionStore {
     // without bound (docs/stores.md).
     const [row] = this.#run(() => this.#get.all(now + ttlMs, id, now));
     if (row === undefined) return undefined;
+    this.#working();
     if (typeof row.text === 'string') return row.text;
     if (this.#textAsBytes && row.text instanceof Uint8Array) return UTF8.decode(row.text);
     // Not text (NULL, a blob: not what this app writes): '' is discarded by the session layer.
@@ -360,13 +367,17 @@ export class SqliteStore implements SessionStore {
   async create(id: string, text: string, ttlMs: number): Promise<boolean> {
     checkTtl(ttlMs);
     const now = this.#now();
-    return this.#run(() => this.#create.run(id, text, now + ttlMs, now)).changes === 1;
+    const wrote = this.#run(() => this.#create.run(id, text, now + ttlMs, now)).changes === 1;
+    if (wrote) this.#working();
+    return wrote;
   }
 
   async update(id: string, text: string, ttlMs: number): Promise<boolean> {
     checkTtl(ttlMs);
     const now = this.#now();
-    return this.#run(() => this.#update.run(text, now + ttlMs, id, now)).changes === 1;
+    const wrote = this.#run(() => this.#update.run(text, now + ttlMs, id, now)).changes === 1;
+    if (wrote) this.#working();
+    return wrote;
   }
 
   async destroy(id: string): Promise<boolean> {
@@ -374,6 +385,7 @@ export class SqliteStore implements SessionStore {
     // Deletes an expired row too; it counts as absent. all(), as in get().
     const [row] = this.#run(() => this.#destroy.all(id));
     if (row === undefined) return false;
+    this.#working();
     if (Number(row.expires_at) > now) return true;
     // An expired session met here: dropped by the store, as the sweep would, so it leaves its user's list.
     this.#run(() => this.#forget.run(id));
@@ -424,8 +436,28 @@ export class SqliteStore implements SessionStore {
       return statement();
     } catch (error) {
       if (sqliteCode(error) === undefined) throw error;
+      if (!this.#failing) {
+        this.#failing = true;
+        this.#logger?.warn(
+          { err: messageOf(error) },
+          'sqlite session store failing; session requests answer 503 until it works again',
+        );
+      }
       throw new StoreUnavailableError(`sqlite: ${messageOf(error)}`, { cause: error });
     }
+  }
+
+  /**
+   * After a session call wrote a row: ends an outage, at its level (warn). Only a write ends it: a read
+   * (health, a user's list) and a call that finds nothing to change write nothing, so they work on a full
+   * disk, and would end the outage only for the next write to start it again, a pair of lines per request.
+   */
+  #working(): void {
+    if (!this.#failing) return;
+    this.#failing = false;
+    if (this.#logger === undefined) return;
+    flushLogSummaries(this.#logger); // the outage's 503s, before the line that ends it
+    this.#logger.warn('sqlite session store working again');
   }
 
   #startSweep(keepAlive: boolean): Promise<void> {
