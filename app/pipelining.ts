@@ -47,17 +47,24 @@ interface ConnectionState {
 /** The state of a connection, as a property on its socket (no map to clean up). */
 const STATE = Symbol('pipelining');
 type BoundedSocket = Socket & { [STATE]?: ConnectionState };
+/** The connection a response answers on (its own `socket` is gone once it is detached). */
+const CONNECTION = Symbol('connection');
+type TrackedResponse = ServerResponse & { [CONNECTION]: BoundedSocket };
 
 /** Wraps the app's request listener so that each connection runs at most `limit` requests at once. */
 export function boundPipelining(listener: RequestListener, limit = MAX_REQUESTS_PER_CONNECTION): RequestListener {
   function start(state: ConnectionState, request: IncomingMessage, response: ServerResponse): void {
     state.running++;
-    // 'close' comes once the answer is sent, or when the connection is gone before that.
-    response.once('close', () => answered(request.socket as BoundedSocket, state));
+    // 'close' comes once the answer is sent, or when the connection is gone before that. One shared
+    // listener that finds the connection on the response: no closure made per request.
+    (response as TrackedResponse)[CONNECTION] = request.socket as BoundedSocket;
+    response.on('close', answered);
     listener(request, response);
   }
 
-  function answered(socket: BoundedSocket, state: ConnectionState): void {
+  function answered(this: TrackedResponse): void {
+    const socket = this[CONNECTION];
+    const state = socket[STATE] as ConnectionState;
     state.running--;
     if (state.waiting.length === 0 || state.scheduled) return;
     // On the next turn of the event loop, after it has polled for I/O: answers to a pipelining
