@@ -299,6 +299,32 @@ export class OwnRedisCluster {
     return { master: this.#server(owner.port), replicas: replicas.map((node) => this.#server(node.port)) };
   }
 
+  /**
+   * The master that serves each key now, in order: one look at the cluster and one connection for them
+   * all (shardOf per key opens several, which makes a loaded machine's set-up of many keys slow).
+   */
+  async mastersOf(keys: readonly string[]): Promise<OwnRedisServer[]> {
+    const view = await this.#view();
+    const client = await boundedClient((await this.masters())[0].url);
+    try {
+      const masters: OwnRedisServer[] = [];
+      for (const key of keys) {
+        const slot = Number(await client.sendCommand(['CLUSTER', 'KEYSLOT', key]));
+        const owner = view.find(
+          (node) =>
+            node.flags.includes('master') &&
+            !node.flags.includes('fail') &&
+            node.slots.some(([from, to]) => from <= slot && slot <= to),
+        );
+        if (!owner) throw new Error(`no master serves slot ${slot}`);
+        masters.push(this.#server(owner.port));
+      }
+      return masters;
+    } finally {
+      client.destroy();
+    }
+  }
+
   /** The node id of a master or replica (CLUSTER MYID), for CLUSTER SETSLOT and the like. */
   async idOf(node: OwnRedisServer): Promise<string> {
     return ask(node.port, 'CLUSTER', 'MYID');
