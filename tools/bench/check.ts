@@ -7,7 +7,8 @@
  *   2. The benchmark's server, unedited, has the guarantees the variants take out: it refuses a
  *      cross-site /set (403), answers no-store, and signs the cookie. Without this, the next step
  *      could pass on a template that no longer had them to take out.
- *   3. The variant without every guarantee serves /set and /get, with none of them.
+ *   3. The variant without every guarantee serves /set and /get, with none of them; the variant that
+ *      makes its HMACs from copied hash states signs exactly as createHmac does.
  *
  * It edits copies only, never app/ itself. A failure after an edit to app/ means the variants' edits
  * name text that changed: update them in variants.ts (or delete tools/bench/ if you do not use the
@@ -17,6 +18,7 @@
  * template on a Redis Cluster the benchmark starts, and on a SQLite file (where Node has node:sqlite),
  * each serving /set and /get with its session kept in that store.
  */
+import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
 import { HAS_NODE_SQLITE, NO_SQLITE_LINE, STORE_LABELS, type StoreName, setUpStore } from './stores.ts';
@@ -61,6 +63,13 @@ async function observe(script: string, env: Record<string, string> = {}): Promis
     server.child.kill('SIGTERM');
     await server.exited;
   }
+}
+
+/** `sid=<id>.<issued at>.<signature>`: the signed part and the signature. */
+function splitCookie(cookie: string): [string, string] {
+  const value = cookie.slice('sid='.length);
+  const dot = value.lastIndexOf('.');
+  return [value.slice(0, dot), value.slice(dot + 1)];
 }
 
 /** Throws, naming what differs, unless every expectation holds. */
@@ -110,6 +119,26 @@ export async function checkVariants(log: (line: string) => void): Promise<void> 
       built.remove();
     }
     log('bench check: the variant without every guarantee serves /set and /get with none of them');
+
+    const copiedStates = VARIANTS.find((variant) => variant.name.startsWith('createHmac'));
+    if (copiedStates === undefined) throw new Error('no variant makes its HMACs from copied hash states');
+    const builtCopied = buildVariant(copiedStates);
+    try {
+      const copied = await observe(builtCopied.serverScript);
+      const [payload, signature] = splitCookie(copied.cookie);
+      const expected = createHmac('sha256', ENV.SESSION_KEYS).update(`sid=${payload}`).digest('base64url');
+      expect(
+        'the variant with HMACs from copied hash states',
+        {
+          "createHmac's signature": signature === expected,
+          '/get to show the stored time (its store key works)': Number.isInteger(copied.time),
+        },
+        copied,
+      );
+    } finally {
+      builtCopied.remove();
+    }
+    log('bench check: the variant with HMACs from copied hash states signs exactly as createHmac does');
   } catch (error) {
     throw new Error(
       `bench check failed: ${(error as Error).message}\n` +
