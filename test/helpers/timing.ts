@@ -47,3 +47,30 @@ export async function untilConclusive(
     result.discard();
   }
 }
+
+/** How often OwnDelay's timer asks to run. */
+const PROBE_MS = 10;
+
+/**
+ * How long this process could not run while something was pending: the sum of its timers' lateness
+ * (a probe due every PROBE_MS). On a loaded machine a deadline that fired on time by its own clock can
+ * still be seen seconds late here; a bound on how long a call may take adds this, so it measures the
+ * code, not the machine. A call that never ends still fails any bound.
+ */
+export class OwnDelay {
+  #late = 0;
+  #due = performance.now() + PROBE_MS;
+  readonly #probe = setInterval(() => {
+    const now = performance.now();
+    if (now > this.#due) this.#late += now - this.#due;
+    this.#due = now + PROBE_MS;
+  }, PROBE_MS);
+
+  /** Stops measuring; the delay in ms. */
+  stop(): number {
+    clearInterval(this.#probe);
+    const now = performance.now();
+    if (now > this.#due) this.#late += now - this.#due;
+    return this.#late;
+  }
+}
