@@ -16,15 +16,18 @@
  *
  * `npm run bench:check` also starts the rows of the stores with a set-up of their own (checkStores): the
  * template on a Redis Cluster the benchmark starts, and on a SQLite file (where Node has node:sqlite),
- * each serving /set and /get with its session kept in that store.
+ * each serving /set and /get with its session kept in that store; and the --sessions rows (growth.ts), memory
+ * and Redis, each filled to a few thousand sessions with its live session still served.
  */
 import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
+import { fillMemoryRow, fillRedisRow, OwnRedis } from './growth.ts';
 import { HAS_NODE_SQLITE, NO_SQLITE_LINE, STORE_LABELS, type StoreName, setUpStore } from './stores.ts';
 import { buildVariant, VARIANTS } from './variants.ts';
 
 const BENCH_SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
+const GROWTH_SERVER = fileURLToPath(new URL('./growth-server.ts', import.meta.url));
 const ENV = { SESSION_KEYS: 'bench-check-key-0123456789abcdefghijklmnop', LOG_LEVEL: 'warn' };
 /** The fixed tag the variant without the signature puts in a cookie's place (see variants.ts). */
 const FIXED_TAG = /\.A{43}$/;
@@ -159,7 +162,48 @@ export async function checkStores(log: (line: string) => void): Promise<void> {
   const stores: StoreName[] = ['cluster'];
   if (HAS_NODE_SQLITE) stores.push('sqlite');
   else log(`bench check: ${NO_SQLITE_LINE}`);
-  await Promise.all(stores.map((store) => checkStore(store, log)));
+  await Promise.all([
+    ...stores.map((store) => checkStore(store, log)),
+    checkGrowth('memory', log),
+    checkGrowth('redis', log),
+  ]);
+}
+
+/** A --sessions row: its server starts, its store fills to a few thousand sessions, its live session still reads. */
+async function checkGrowth(store: 'memory' | 'redis', log: (line: string) => void): Promise<void> {
+  const what = `the --sessions ${store} store's row`;
+  const total = 5_000;
+  try {
+    const redis = store === 'redis' ? await OwnRedis.start() : undefined;
+    try {
+      const env: Record<string, string> =
+        redis === undefined
+          ? { SESSION_STORE: 'memory', SESSION_MAX_ENTRIES: String(2 * total) }
+          : { SESSION_STORE: 'redis', REDIS_URL: redis.url, REDIS_KEY_PREFIX: 'bench-check:' };
+      const server = await startServerProcess({ ...ENV, SESSION_MAX_AGE: '1h', ...env }, { script: GROWTH_SERVER });
+      try {
+        const set = await fetch(`${server.url}/set`);
+        const cookie = set.headers.getSetCookie()[0]?.split(';')[0] ?? '';
+        const fill =
+          redis === undefined
+            ? await fillMemoryRow(server.url, total)
+            : await fillRedisRow(redis.url, 'bench-check:', total);
+        const time = ((await (await fetch(`${server.url}/get`, { headers: { cookie } })).json()) as { time?: unknown })
+          .time;
+        if (!Number.isInteger(time))
+          throw new Error(`after the fill, /get shows ${JSON.stringify(time)}, not the time`);
+        if (!(fill.bytesPerSession > 0)) throw new Error(`the fill added ${fill.bytesPerSession} bytes per session`);
+      } finally {
+        server.child.kill('SIGTERM');
+        await server.exited;
+      }
+    } finally {
+      await redis?.stop();
+    }
+  } catch (error) {
+    throw new Error(`bench check failed: ${what} did not fill or serve: ${(error as Error).message}`, { cause: error });
+  }
+  log(`bench check: ${what} fills its store to ${total} sessions and still serves its live session`);
 }
 
 async function checkStore(store: StoreName, log: (line: string) => void): Promise<void> {

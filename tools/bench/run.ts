@@ -24,7 +24,8 @@
  * counts too (it does part of the work): the Redis at REDIS_URL's for the redis store, for the cluster
  * store that of every node of the Redis Cluster the benchmark starts for it (stores.ts). The spread
  * column repeats the ratio from the odd and from the even rounds alone: two halves that agree make an
- * answer that repeats.
+ * answer that repeats. With --sessions, the get scenario's memory and redis rows become one row per store size, each
+ * filled before the first round (growth.ts), to show how a /get's cost grows with the live sessions.
  *
  * Run `npm run bench -- --help` for the options.
  */
@@ -36,7 +37,8 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
 import { checkStores, checkVariants } from './check.ts';
-import { pinToCpus, processCpuMicros, type RedisCpu } from './cpu.ts';
+import { pinToCpus, processCpuMicros, type RedisCpu, redisCpuReader } from './cpu.ts';
+import { type Fill, fillMemoryRow, fillRedisRow, OwnRedis } from './growth.ts';
 import {
   HAS_NODE_SQLITE,
   isStoreName,
@@ -68,12 +70,20 @@ const USAGE = `npm run bench -- [options]
                           loaded at the same moment (with the floor), and their ratio; memory store, no other rows;
                           the get and set scenarios (--only signed for the signed-in one)
   --only get|set|signed   measure one scenario only (signed: GET /get with a signed-in session)
+  --sessions 0,10000,100000,1000000
+                          how GET /get's cost grows with the live sessions in the store: in the get scenario, the
+                          memory and redis stores' row becomes one row per size, its store filled to that many
+                          sessions (the row's live session included) before the first round, and each size is
+                          compared with the small case (0, one live session; added if not listed). Memory store:
+                          SESSION_MAX_ENTRIES above the largest size; Redis: a redis-server of its own per row
+                          (from the PATH), not REDIS_URL's. The cluster and sqlite stores keep their one row
   --no-pin                let the scheduler place the servers (by default they share the last CPU, the load the others)
   --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
                           (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design);
                           checks the variants first, as --check does
   --check                 only check that the variants of --costs still fit app/ (exact edits) and take effect,
-                          and that the cluster and sqlite rows start and keep their sessions in their store;
+                          that the cluster and sqlite rows start and keep their sessions in their store, and that
+                          the --sessions rows fill their stores and still serve their live session;
                           exits 1 if not (npm run bench:check; 10 to 20 s)
   --json FILE             also write every round's samples to FILE
   --help                  this text
@@ -83,7 +93,11 @@ Each row other than the yardsticks is measured in turn, at the same moment as bo
 the defaults about 8 minutes (memory store, reference and logging rows, and in the signed-in scenario the
 row not signed in), 12 with --stores memory,redis, 19 with --stores memory,redis,cluster,sqlite (each store
 adds 4 rows: one per scenario and its row not signed in; about 3.5 minutes); --costs adds 10 rows (about 15
-minutes with --rounds 8 --no-reference --no-logging). --only shortens it to one scenario; --logging takes 2 minutes.`;
+minutes with --rounds 8 --no-reference --no-logging). --only shortens it to one scenario; --logging takes 2 minutes.
+--sessions adds a row per size other than 0 and store (memory, redis), in the get scenario only, plus the fills
+(a few seconds per million sessions):
+
+  npm run bench -- --only get --stores memory,redis --no-reference --no-logging --sessions 0,10000,100000,1000000`;
 
 function readOptions() {
   try {
@@ -101,6 +115,7 @@ function readOptions() {
         costs: { type: 'boolean', default: false },
         check: { type: 'boolean', default: false },
         only: { type: 'string' },
+        sessions: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -137,6 +152,34 @@ if (options.logging && (options.costs || options['no-logging'] || options.stores
   );
   process.exit(2);
 }
+/** --sessions: the store sizes of the get scenario's growth rows, smallest first; none without it. */
+const sessionSizes = readSessionSizes(options.sessions);
+function readSessionSizes(list: string | undefined): number[] {
+  if (list === undefined) return [];
+  const sizes = list.split(',').map((size) => Number(size.trim().replaceAll('_', '')));
+  if (sizes.some((size) => !(Number.isSafeInteger(size) && size >= 0)) || list.trim() === '') {
+    process.stderr.write(`--sessions: a list of whole numbers of sessions (0,10000,100000), not ${list}\n`);
+    process.exit(2);
+  }
+  return [...new Set([0, ...sizes])].sort((a, b) => a - b);
+}
+if (sessionSizes.length > 0) {
+  const problem = options.logging
+    ? '--sessions measures the store rows, which --logging leaves out'
+    : options.only !== undefined && options.only !== 'get'
+      ? '--sessions measures GET /get with a live session: --only get, or no --only'
+      : !stores.some(isGrowing)
+        ? '--sessions: the memory and redis stores only; include one of them in --stores'
+        : undefined;
+  if (problem !== undefined) {
+    process.stderr.write(`${problem}\n`);
+    process.exit(2);
+  }
+}
+/** Whether --sessions gives a store rows per size (in the get scenario). */
+function isGrowing(store: StoreName): boolean {
+  return store === 'memory' || store === 'redis';
+}
 if (options.costs && !stores.includes('memory')) {
   process.stderr.write('--costs compares with the memory store: include it in --stores\n');
   process.exit(2);
@@ -161,6 +204,10 @@ const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.met
 /** The template: its own start-up (app/server.ts) with the benchmark's routes. */
 const BENCH_SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 const HEAP_SCRIPT = fileURLToPath(new URL('./heap.ts', import.meta.url));
+/** About what heap.ts measures per stored session: the --sessions fills are checked against it. */
+const HEAP_BYTES_PER_SESSION_EXPECTED = 240;
+/** The template with POST /bench-fill, for the --sessions rows (growth-server.ts). */
+const GROWTH_SERVER = fileURLToPath(new URL('./growth-server.ts', import.meta.url));
 
 /** One load of one server in one scenario. */
 interface Sample {
@@ -189,6 +236,9 @@ const TEMPLATE_MEMORY = 'this template, memory store';
 const TEMPLATE_INFO = 'this template, memory store, LOG_LEVEL=info';
 const withoutRow = (name: string) => `template without ${name}`;
 const storeRow = (store: StoreName) => `this template, ${STORE_LABELS[store]} store`;
+/** A --sessions row: the small case (size 0: the row's live session alone) keeps the store's row name. */
+const sizeRow = (store: StoreName, size: number) =>
+  size === 0 ? storeRow(store) : `${storeRow(store)}, ${size.toLocaleString('en-US')} live sessions`;
 const notSignedInRow = (store: StoreName) => `${storeRow(store)}, session not signed in`;
 /** The variants' copies of app/ (--costs), built before any server starts and removed at the end. */
 const builtVariants: BuiltVariant[] = [];
@@ -213,6 +263,10 @@ function startBaseline(kind: 'bare' | 'floor' | 'koa-session'): Promise<ServerPr
 
 /** Every server process started, for the clean-up. */
 const started: ServerProcess[] = [];
+/** The --sessions Redis rows' own redis-servers and the readers of their CPU time, stopped after the template's servers. */
+const ownRedises: Array<{ redis: OwnRedis; cpu?: RedisCpu }> = [];
+/** How each --sessions row's store was filled, by row name. */
+const fills = new Map<string, Fill>();
 
 /**
  * One process per server and scenario: a server loaded with /set fills its store with new sessions
@@ -235,7 +289,9 @@ async function startTargets(scenario: Scenario, setups: ReadonlyMap<StoreName, S
     const server = await serverStarting;
     started.push(server);
     const cookie = name === BARE ? '' : await liveSessionCookie(server.url, template && scenario.signedIn === true);
-    targets.push({ name, server, cookie, redisCpu });
+    const target = { name, server, cookie, redisCpu };
+    targets.push(target);
+    return target;
   };
   const startTemplate = (env: Record<string, string>) => startServerProcess(env, { script: BENCH_SERVER });
   // The same server logging one line per request (the default level), to a pipe this process drains.
@@ -260,6 +316,10 @@ async function startTargets(scenario: Scenario, setups: ReadonlyMap<StoreName, S
   for (const store of stores) {
     const setup = setups.get(store)!;
     const env = () => ({ ...sessionEnv, LOG_LEVEL: 'warn', ...setup.env() });
+    if (scenario.id === 'get' && sessionSizes.length > 0 && isGrowing(store)) {
+      await addGrowthRows(store, env(), add);
+      continue;
+    }
     await add(storeRow(store), startTemplate(env()), setup.redisCpu);
     if (scenario.signedIn) {
       // The same template reading a session that is not signed in, in the same rounds: the gap is the check.
@@ -276,6 +336,45 @@ async function startTargets(scenario: Scenario, setups: ReadonlyMap<StoreName, S
     }
   }
   return targets;
+}
+
+/**
+ * --sessions: one row per size for `store` (memory or redis), each server started and its store filled to that
+ * many sessions, its live session included (growth.ts), before any round.
+ */
+async function addGrowthRows(
+  store: StoreName,
+  env: Record<string, string>,
+  add: (name: string, starting: Promise<ServerProcess & { url: string }>, redisCpu?: RedisCpu) => Promise<Target>,
+): Promise<void> {
+  for (const size of sessionSizes) {
+    const name = sizeRow(store, size);
+    if (store === 'memory') {
+      // The same bound for every size (no eviction at the largest), so that the rows differ by their count alone.
+      const maxEntries = String(Math.max(100_000, sessionSizes.at(-1)! + 1_000));
+      const target = await add(
+        name,
+        startServerProcess({ ...env, SESSION_MAX_ENTRIES: maxEntries }, { script: GROWTH_SERVER }),
+      );
+      fills.set(name, await fillMemoryRow(target.server.url, Math.max(1, size)));
+    } else {
+      const redis = await OwnRedis.start();
+      const own: { redis: OwnRedis; cpu?: RedisCpu } = { redis };
+      ownRedises.push(own);
+      const redisCpu = await redisCpuReader(redis.url);
+      own.cpu = redisCpu;
+      await add(name, startServerProcess({ ...env, REDIS_URL: redis.url }, { script: GROWTH_SERVER }), redisCpu);
+      fills.set(name, await fillRedisRow(redis.url, env.REDIS_KEY_PREFIX, Math.max(1, size)));
+    }
+    const fill = fills.get(name)!;
+    // A memory store entry is a few hundred heap bytes (docs/benchmark.md); far more would mean the fill kept
+    // something else alive, and the row would measure a bigger heap than its sessions make.
+    if (store === 'memory' && size >= 10_000 && fill.bytesPerSession > 2 * HEAP_BYTES_PER_SESSION_EXPECTED)
+      process.stderr.write(`${name}: warning: the heap grew by ${fill.bytesPerSession} bytes per session\n`);
+    process.stderr.write(
+      `${name}: ${fill.sessions} session${fill.sessions === 1 ? '' : 's'} in the store, filled in ${(fill.fillMs / 1000).toFixed(2)} s, ${fill.bytesPerSession} bytes per session (${store === 'memory' ? 'heap' : "Redis's used_memory"})\n`,
+    );
+  }
 }
 
 interface Scenario {
@@ -412,6 +511,10 @@ async function main(): Promise<void> {
     for (const server of started) server.child.kill('SIGTERM');
     await Promise.all(started.map((server) => server.exited));
     for (const setup of setups.values()) await setup.stop();
+    for (const { redis, cpu } of ownRedises) {
+      await cpu?.close();
+      await redis.stop();
+    }
   }
   if (options.logging) {
     printLogging(trios, pinned, Math.round((Date.now() - startedAt) / 1000));
@@ -435,6 +538,7 @@ async function main(): Promise<void> {
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
   const storeLines: string[] = [];
+  const growthLines: string[] = [];
   const signedInLines: string[] = [];
   const loggingLines: string[] = [];
   const costLines: string[] = [];
@@ -519,6 +623,30 @@ async function main(): Promise<void> {
         `${scenario.name}: ${name} store / memory store ${versusMemory} counting ${whose} (${redisShare.toFixed(1)} µs/req), ${(ratio(appOnly, 'floor') / ratio(memory, 'floor')).toFixed(2)} counting the app process alone`,
       );
     }
+    if (scenario.id === 'get') {
+      for (const store of sessionSizes.length > 0 ? stores.filter(isGrowing) : []) {
+        // Each size was measured against the floor in its own turns of the same rounds: its cost relative to
+        // the small case's is the ratio of the two rows' ratios to the floor (above 1: dearer).
+        const small = trios.get(scenario.name)!.get(storeRow(store))!;
+        const cell = (list: readonly Trio[], pick: (sample: Sample) => number) => median(list.map((t) => pick(t.own)));
+        for (const size of sessionSizes.filter((size) => size > 0)) {
+          const name = sizeRow(store, size);
+          const list = trios.get(scenario.name)!.get(name)!;
+          const relative = (keep: (index: number) => boolean) =>
+            (ratio(small, 'floor', keep) / ratio(list, 'floor', keep)).toFixed(2);
+          const halves =
+            rounds < 2 ? '' : `, odd / even rounds ${relative((i) => i % 2 === 0)} / ${relative((i) => i % 2 === 1)}`;
+          const fill = fills.get(name)!;
+          const redisPart =
+            store === 'redis'
+              ? `, of which Redis ${cell(list, (m) => m.redisMicrosPerRequest).toFixed(1)} against ${cell(small, (m) => m.redisMicrosPerRequest).toFixed(1)}`
+              : '';
+          growthLines.push(
+            `${STORE_LABELS[store]} store, ${size.toLocaleString('en-US')} live sessions: ${cell(list, (m) => m.cpuMicrosPerRequest).toFixed(1)} CPU µs/req against ${cell(small, (m) => m.cpuMicrosPerRequest).toFixed(1)} with one${redisPart}; cost ${relative(() => true)} × the small case's${halves}; p99 ${cell(list, (m) => m.p99Ms)} ms against ${cell(small, (m) => m.p99Ms)} ms; filled in ${(fill.fillMs / 1000).toFixed(2)} s, ${fill.bytesPerSession} ${store === 'memory' ? 'heap' : 'Redis used_memory'} bytes per session`,
+          );
+        }
+      }
+    }
     if (scenario.signedIn) {
       // Both rows were measured against the floor in rounds of their own: the check's cost is the gap.
       const floorMicros = median(all.map((trio) => trio.floor.cpuMicrosPerRequest));
@@ -561,6 +689,13 @@ async function main(): Promise<void> {
     }
   }
   if (storeLines.length > 0) lines.push('', ...storeLines);
+  if (growthLines.length > 0) {
+    lines.push(
+      '',
+      `GET /get with a live session, against the number of live sessions in the store (--sessions; the small case: the row's live session alone; Redis: a redis-server of its own per row, its CPU time counted). Cost: the small case's ratio to the floor over the row's, each in its own turns of the same rounds (above 1: dearer)`,
+      ...growthLines,
+    );
+  }
   if (signedInLines.length > 0) lines.push('', ...signedInLines);
   if (loggingLines.length > 0) {
     lines.push(
