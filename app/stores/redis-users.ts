@@ -30,6 +30,19 @@ export type Run = <T>(command: (client: ScriptClient) => Promise<T>) => Promise<
 /** Lua shared by the scripts: KEYS are epoch, expires, used, sessions. */
 const LIB = `
 local epochKey, expiresKey, usedKey, sessionsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Stored data is input: a key of another type than this app writes would fail every call of the user
+-- (WRONGTYPE) until it expired, sign out everywhere included. It goes; that can only sign sessions out:
+-- a session is valid only while listed under the current epoch, and a handle is never listed again.
+for key, wanted in pairs({ [epochKey] = 'string', [expiresKey] = 'zset', [usedKey] = 'zset', [sessionsKey] = 'hash' }) do
+  local kind = redis.call('TYPE', key).ok
+  if kind ~= 'none' and kind ~= wanted then redis.call('DEL', key) end
+end
+-- The store key in an entry, or nil when the entry is not what this app writes (not JSON, say).
+local function storeKeyOf(entry)
+  local ok, decoded = pcall(cjson.decode, entry)
+  if ok and type(decoded) == 'table' and type(decoded.k) == 'string' then return decoded.k end
+  return nil
+end
 local function unlist(handles)
   if #handles > 0 then
     redis.call('ZREM', expiresKey, unpack(handles))
@@ -60,7 +73,8 @@ local count = redis.call('ZCARD', expiresKey)
 if count >= max then
   local victims = redis.call('ZRANGE', expiresKey, 0, count - max)
   for _, victim in ipairs(redis.call('HMGET', sessionsKey, unpack(victims))) do
-    if victim then table.insert(result, cjson.decode(victim).k) end
+    local victimKey = victim and storeKeyOf(victim)
+    if victimKey then table.insert(result, victimKey) end
   end
   unlist(victims)
 end
@@ -80,7 +94,8 @@ if (redis.call('GET', epochKey) or '0') ~= epoch then return 0 end
 redis.call('ZADD', expiresKey, 'XX', now + ttl, handle)
 redis.call('ZADD', usedKey, 'XX', now, handle)
 if storeKey ~= '' then
-  local entry = cjson.decode(redis.call('HGET', sessionsKey, handle))
+  local ok, entry = pcall(cjson.decode, redis.call('HGET', sessionsKey, handle))
+  if not (ok and type(entry) == 'table') then entry = {} end
   entry.k = storeKey
   redis.call('HSET', sessionsKey, handle, cjson.encode(entry))
 end
@@ -103,12 +118,12 @@ end
 return result
 `;
 
-/** ARGV: handle. Returns the store key, or false. */
+/** ARGV: handle. Returns the store key ('' when the entry does not hold one), or false. */
 const REMOVE = `${LIB}
 local entry = redis.call('HGET', sessionsKey, ARGV[1])
 if not entry then return false end
 unlist({ ARGV[1] })
-return cjson.decode(entry).k
+return storeKeyOf(entry) or ''
 `;
 
 /** ARGV: keep the epoch this long (ms). Returns the store keys that were listed. */
@@ -117,7 +132,8 @@ local result = {}
 local handles = redis.call('ZRANGE', expiresKey, 0, -1)
 if #handles > 0 then
   for _, entry in ipairs(redis.call('HMGET', sessionsKey, unpack(handles))) do
-    if entry then table.insert(result, cjson.decode(entry).k) end
+    local storeKey = entry and storeKeyOf(entry)
+    if storeKey then table.insert(result, storeKey) end
   end
 end
 redis.call('DEL', expiresKey, usedKey, sessionsKey)
@@ -142,6 +158,16 @@ const END_ALL_SCRIPT = script(END_ALL);
 
 /** The largest bound per user the scripts accept (Lua's unpack takes a few thousand values at most). */
 export const MAX_ENTRIES_PER_USER = 1_000;
+
+/** An entry's JSON as stored; {} when it is anything else (stored data is input: never a 500). */
+function parseEntry(text: string): { k?: unknown; l?: unknown; c?: unknown } {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? value : {};
+  } catch {
+    return {};
+  }
+}
 
 export class RedisUsers implements UserSessionIndex {
   readonly #run: Run;
@@ -181,7 +207,7 @@ export class RedisUsers implements UserSessionIndex {
     const reply = (await this.#call(SCRIPTS.list, user, [String(Date.now())])) as string[];
     const entries: UserSessionEntry[] = [];
     for (let i = 0; i < reply.length; i += 4) {
-      const stored = JSON.parse(reply[i + 3]) as { k?: unknown; l?: unknown; c?: unknown };
+      const stored = parseEntry(reply[i + 3]);
       entries.push({
         handle: reply[i],
         storeKey: String(stored.k ?? ''),
