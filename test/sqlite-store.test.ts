@@ -40,6 +40,7 @@ import {
   SqliteStore,
   type SqliteStoreOptions,
 } from '../app/stores/sqlite.ts';
+import { startCheckpointer } from '../app/stores/sqlite-checkpointer.ts';
 import { StoreUnavailableError } from '../app/stores/store.ts';
 import { loadConfig, StartupError } from '../config/index.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
@@ -326,6 +327,25 @@ if (nodeSqlite === undefined) {
     t.true(statSync(file).size >= before + 50 * 1024, 'the pages were copied into the database file');
     await store.close();
     t.is(logSize(file), 0, 'close checkpoints what is left and removes the log');
+  });
+
+  test('a reader holding an old snapshot (a backup) does not make the checkpoint worker spin until it ends', async (t) => {
+    const { store, file } = await openStore(t, { maxEntries: 100_000, checkpointInWorker: false });
+    const checkpointer = startCheckpointer(file);
+    t.teardown(() => checkpointer.stop());
+    for (let i = 0; i < 50; i++) t.true(await store.create(`a${i}`, 'x', 60_000));
+    const reader = connect(t, file);
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM sessions').get();
+    // Pages past the reader's snapshot: no checkpoint can copy them while it holds it.
+    for (let i = 0; i < 50; i++) t.true(await store.create(`b${i}`, 'x', 60_000));
+    await checkpointer.pass(true);
+    const before = checkpointer.passes();
+    await sleep(500);
+    const passes = checkpointer.passes() - before;
+    // One pass per 100 ms interval: about 5. Going again at once while held back made it hundreds.
+    t.true(passes <= 10, `${passes} checkpoints in 500 ms`);
+    reader.exec('COMMIT');
   });
 
   // ---------------------------------------------------------------------------------------------
