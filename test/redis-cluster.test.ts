@@ -171,6 +171,53 @@ test('MOVED and ASK while a slot moves to another master: every call on its keys
   t.is(await onDestination.get(`${keyPrefix}{m}b`), '{"n":3}', 'the keys are on the destination');
 });
 
+test("a user's keys caught half-way through a slot's move: every users call is answered or 503, never a wrong answer", async (t) => {
+  const { own, store, keyPrefix } = await clusterStore(t);
+  const user = 'u:half-moved';
+  const entry = (handle: string) => ({ handle, storeKey: `key-${handle}`, label: 'device' });
+  await store.users.add(user, entry('old'), TTL_MS, 10);
+  t.deepEqual(await store.users.endAll(user, TTL_MS), ['key-old']);
+  t.deepEqual(await store.users.add(user, entry('new'), TTL_MS, 10), { epoch: 1, dropped: [] });
+  const tag = `${keyPrefix}{${user}}:`;
+  const slot = await ask((await own.masters())[0].port, 'CLUSTER', 'KEYSLOT', `${tag}epoch`);
+  const source = (await own.shardOf(`${tag}epoch`)).master;
+  const destination = (await own.masters()).find((master) => master !== source)!;
+  const [sourceId, destinationId] = [await own.idOf(source), await own.idOf(destination)];
+  await ask(destination.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+  await ask(source.port, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', destinationId);
+  // The epoch has moved, the list not yet: a script reading one without the other would see epoch 0.
+  await ask(source.port, 'MIGRATE', '127.0.0.1', String(destination.port), '', '0', '5000', 'KEYS', `${tag}epoch`);
+
+  const outcome = async (call: () => Promise<unknown>) => {
+    try {
+      return { answer: await call() };
+    } catch (error) {
+      t.true(error instanceof StoreUnavailableError, `not a 503: ${error}`);
+      return { unavailable: true };
+    }
+  };
+  const touchedNew = await outcome(() => store.users.touch(user, 'new', 1, TTL_MS));
+  t.notDeepEqual(touchedNew, { answer: false }, 'the live session is never signed out by the move');
+  t.notDeepEqual(
+    await outcome(() => store.users.touch(user, 'old', 0, TTL_MS)),
+    { answer: true },
+    'the session signed out everywhere never comes back',
+  );
+  const listed = await outcome(() => store.users.list(user));
+  if ('answer' in listed) t.deepEqual((listed.answer as Array<{ handle: string }>).map((e) => e.handle), ['new']);
+  t.log({ touchedNew, listed: 'answer' in listed ? 'answered' : 'unavailable' });
+
+  // The move ends: every key of the user on the destination.
+  const rest = [`${tag}expires`, `${tag}used`, `${tag}sessions`];
+  await ask(source.port, 'MIGRATE', '127.0.0.1', String(destination.port), '', '0', '5000', 'KEYS', ...rest);
+  for (const master of await own.masters()) await ask(master.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', destinationId);
+  // A call that got a 503 started a repair; the store answers again once it is done.
+  t.true((await timeRecovery(store, BOUND_MS)) < BOUND_MS);
+  t.true(await store.users.touch(user, 'new', 1, TTL_MS), 'the live session is valid after the move');
+  t.false(await store.users.touch(user, 'old', 0, TTL_MS));
+  t.deepEqual(await store.users.endAll(user, TTL_MS), ['key-new']);
+});
+
 test('a master killed under load: 503s (never a 500) within the deadline, served again with no restart, no session revived or lost beyond unreplicated writes', async (t) => {
   const own = await cluster();
   t.teardown(() => own.heal());
