@@ -204,7 +204,11 @@ test("a user's keys caught half-way through a slot's move: every users call is a
     'the session signed out everywhere never comes back',
   );
   const listed = await outcome(() => store.users.list(user));
-  if ('answer' in listed) t.deepEqual((listed.answer as Array<{ handle: string }>).map((e) => e.handle), ['new']);
+  if ('answer' in listed)
+    t.deepEqual(
+      (listed.answer as Array<{ handle: string }>).map((e) => e.handle),
+      ['new'],
+    );
   t.log({ touchedNew, listed: 'answer' in listed ? 'answered' : 'unavailable' });
 
   // The move ends: every key of the user on the destination.
