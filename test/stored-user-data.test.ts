@@ -72,11 +72,25 @@ test('a user entry that is not JSON, signed out everywhere without a 500', async
   t.is((await other.me()).user, null);
 });
 
-for (const key of ['epoch', 'expires', 'used', 'sessions']) {
-  test(`a user's ${key} key of another Redis type: no 500 or 503, and sign out everywhere holds`, async (t) => {
+type Client = Awaited<ReturnType<typeof inspector>>;
+const CORRUPTIONS: Array<[string, string, (client: Client, key: string) => Promise<unknown>]> = [
+  ...['epoch', 'expires', 'used', 'sessions'].map(
+    (key): [string, string, (client: Client, key: string) => Promise<unknown>] => [
+      `${key} key of another Redis type`,
+      key,
+      async (client, name) => {
+        await client.del(name);
+        await client.rPush(name, ['x']);
+      },
+    ],
+  ),
+  ['epoch that is not a count', 'epoch', (client, name) => client.set(name, 'abc')],
+];
+
+for (const [what, key, corrupt] of CORRUPTIONS) {
+  test(`a user's ${what}: no 500 or 503, and sign out everywhere holds`, async (t) => {
     const { device, client, tag } = await signedIn(t);
-    await client.del(`${tag}${key}`);
-    await client.rPush(`${tag}${key}`, ['x']);
+    await corrupt(client, `${tag}${key}`);
     const statuses: Record<string, number> = {};
     statuses.me = (await device.request('/me')).status;
     statuses.list = (await device.request('/sessions')).status;

@@ -37,6 +37,15 @@ for key, wanted in pairs({ [epochKey] = 'string', [expiresKey] = 'zset', [usedKe
   local kind = redis.call('TYPE', key).ok
   if kind ~= 'none' and kind ~= wanted then redis.call('DEL', key) end
 end
+-- The epoch. One that is not a count goes too, as a key of another type (INCR would fail on it).
+local function epochOf()
+  local epoch = redis.call('GET', epochKey)
+  if epoch and not string.match(epoch, '^%d+$') then
+    redis.call('DEL', epochKey)
+    epoch = false
+  end
+  return epoch or '0'
+end
 -- The store key in an entry, or nil when the entry is not what this app writes (not JSON, say).
 local function storeKeyOf(entry)
   local ok, decoded = pcall(cjson.decode, entry)
@@ -68,7 +77,7 @@ const ADD = `${LIB}
 local handle, storeKey, label = ARGV[1], ARGV[2], ARGV[3]
 local now, ttl, max = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 pruneExpired(now)
-local result = { redis.call('GET', epochKey) or '0' }
+local result = { epochOf() }
 local count = redis.call('ZCARD', expiresKey)
 if count >= max then
   local victims = redis.call('ZRANGE', expiresKey, 0, count - max)
@@ -90,7 +99,7 @@ const TOUCH = `${LIB}
 local handle, epoch, storeKey = ARGV[1], ARGV[2], ARGV[5]
 local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 if not redis.call('ZSCORE', expiresKey, handle) then return 0 end
-if (redis.call('GET', epochKey) or '0') ~= epoch then return 0 end
+if epochOf() ~= epoch then return 0 end
 redis.call('ZADD', expiresKey, 'XX', now + ttl, handle)
 redis.call('ZADD', usedKey, 'XX', now, handle)
 if storeKey ~= '' then
@@ -137,6 +146,7 @@ if #handles > 0 then
   end
 end
 redis.call('DEL', expiresKey, usedKey, sessionsKey)
+epochOf()
 redis.call('INCR', epochKey)
 local keep = tonumber(ARGV[1])
 local left = redis.call('PTTL', epochKey)
