@@ -754,6 +754,25 @@ if (nodeSqlite === undefined) {
   const signIn = (store: SqliteStore, handle: string, storeKey: string) =>
     store.users.add('u:alice', { handle, storeKey, label: 'a laptop' }, 1_000_000, 50);
 
+  test('users: an epoch that is not a count (written by another tool) is dropped at the next sign-in, never stored with a session', async (t) => {
+    const { store, file } = await openStore(t);
+    const tool = connect(t, file);
+    for (const [user, epoch] of [
+      ['u:text', "'abc'"],
+      ['u:real', '1.5'],
+      ['u:negative', '-3'],
+    ]) {
+      tool.exec(`INSERT INTO session_users (user, epoch, keep_until) VALUES ('${user}', ${epoch}, 0)`);
+      t.is(await store.users.touch(user, 'h', 0, 60_000), false, `${user}: nothing listed`);
+      const { epoch: answered } = await store.users.add(user, { handle: 'h', storeKey: 'k', label: 'l' }, 60_000, 5);
+      t.is(answered, 0, `${user}: a sign-in gets an epoch its session can hold`);
+      t.true(await store.users.touch(user, 'h', 0, 60_000));
+      t.deepEqual(await store.users.endAll(user, 60_000), ['k']);
+      t.is((await store.users.add(user, { handle: 'h2', storeKey: 'k2', label: 'l' }, 60_000, 5)).epoch, 1);
+      t.false(await store.users.touch(user, 'h', 0, 60_000), 'the session signed out everywhere stays out');
+    }
+  });
+
   test('users: a session evicted at the cap leaves its list in the same statement; others stay listed', async (t) => {
     const clock = manualClock();
     const { store } = await openStore(t, { maxEntries: 2, now: () => clock.now });
