@@ -273,6 +273,34 @@ test('start-up stops when no seed node answers, naming REDIS_CLUSTER_NODES', asy
   );
 });
 
+test('start-up stops when one master does not answer (the seeds do), naming REDIS_CLUSTER_NODES and that master', async (t) => {
+  const own = await cluster();
+  t.teardown(() => own.heal());
+  await own.holdFailovers(true);
+  const [first, stalled] = await own.masters();
+  stalled.pause();
+  t.teardown(() => stalled.resume());
+  const started = performance.now();
+  const error = await t.throwsAsync(
+    RedisStore.connect({
+      url: 'redis://127.0.0.1',
+      // The seed answers; the master it names does not.
+      topology: { kind: 'cluster', nodes: [{ host: '127.0.0.1', port: first.port }] },
+      keyPrefix: uniquePrefix(),
+      connectTimeoutMs: 2_000,
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      logger: silentLogger(),
+    }),
+    { instanceOf: StartupError },
+  );
+  const elapsed = performance.now() - started;
+  t.log(error?.message, `${Math.round(elapsed)} ms`);
+  t.is(error?.variable, 'REDIS_CLUSTER_NODES');
+  t.notRegex(error?.message ?? '', /\n/);
+  t.true(elapsed < 2_000 + BOUND_MS, `refused after ${Math.round(elapsed)} ms`);
+  t.true((error?.message ?? '').includes(`:${stalled.port}`), 'the message names the master that does not answer');
+});
+
 test('start-up stops when the seed node is a Redis without cluster mode, naming REDIS_CLUSTER_NODES', async (t) => {
   const port = new URL(REDIS_URL ?? 'redis://127.0.0.1:6379').port || '6379';
   const error = await t.throwsAsync(

@@ -333,9 +333,18 @@ async function openClient(
     return client;
   } catch (error) {
     ready.catch(() => {}); // settles (rejects) once destroyed below
+    // A Cluster whose seed answered but a master it names does not: which one, for the start-up line.
+    const silent =
+      options.topology?.kind === 'cluster'
+        ? (client as unknown as Cluster).masters.filter((node) => !node.client?.isReady).map((node) => node.address)
+        : [];
     drop(client);
-    throw error;
+    throw silent.length > 0 ? Object.assign(asError(error), { silentMasters: silent }) : error;
   }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 export class RedisStore implements SessionStore {
@@ -387,7 +396,8 @@ export class RedisStore implements SessionStore {
     try {
       client = await openClient(options, onError);
     } catch (error) {
-      const reason = messageOf(lastError ?? error);
+      const silent = (error as { silentMasters?: string[] }).silentMasters;
+      const reason = `${silent === undefined ? '' : `no answer from master ${silent.join(', ')}: `}${messageOf(lastError ?? error)}`;
       const { setting, shown, what } = shownAs(options);
       const topology = options.topology;
       if (topology?.kind === 'sentinel' && /no such master/i.test(reason)) {
