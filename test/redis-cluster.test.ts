@@ -108,6 +108,25 @@ test('one master stalled: calls on its keys fail within the deadline, the other 
   for (const result of await readAll(store, ids)) t.is(result.value, `{"id":"${result.id}"}`, result.id);
 });
 
+test('every master stalled: every call fails within the deadline, health says so, and all answer again after SIGCONT', async (t) => {
+  const { own, store } = await clusterStore(t);
+  await own.holdFailovers(true);
+  const ids = Array.from({ length: 12 }, (_, i) => `all${i}`);
+  for (const id of ids) t.true(await store.create(id, `{"id":"${id}"}`, TTL_MS));
+  const masters = await own.masters();
+  for (const master of masters) master.pause();
+  for (let round = 1; round <= 2; round++) {
+    for (const result of await readAll(store, ids)) {
+      t.true(result.error instanceof StoreUnavailableError, `round ${round}: ${result.id} fails`);
+      t.true(result.ms < BOUND_MS, `round ${round}: ${result.id} after ${Math.round(result.ms)} ms`);
+    }
+  }
+  t.false((await store.health()).ok);
+  for (const master of masters) master.resume();
+  t.true((await timeRecovery(store, 10_000)) < 10_000, 'every master answers again');
+  for (const result of await readAll(store, ids)) t.is(result.value, `{"id":"${result.id}"}`, result.id);
+});
+
 test('a stalled master that the cluster fails over: the store serves its keys from the promoted replica while it is still stopped', async (t) => {
   const { own, store, keyPrefix } = await clusterStore(t);
   const ids = ['{v}a', '{v}b', '{v}c'];
