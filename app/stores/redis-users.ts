@@ -30,14 +30,8 @@ export type Run = <T>(command: (client: ScriptClient) => Promise<T>) => Promise<
 /** Lua shared by the scripts: KEYS are epoch, expires, used, sessions. */
 const LIB = `
 local epochKey, expiresKey, usedKey, sessionsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
--- Stored data is input: a key of another type than this app writes would fail every call of the user
--- (WRONGTYPE) until it expired, sign out everywhere included. It goes; that can only sign sessions out:
--- a session is valid only while listed under the current epoch, and a handle is never listed again.
-for key, wanted in pairs({ [epochKey] = 'string', [expiresKey] = 'zset', [usedKey] = 'zset', [sessionsKey] = 'hash' }) do
-  local kind = redis.call('TYPE', key).ok
-  if kind ~= 'none' and kind ~= wanted then redis.call('DEL', key) end
-end
--- The epoch. One that is not a count goes too, as a key of another type (INCR would fail on it).
+-- The epoch, for the scripts that hand it out or bump it. One that is not a count (stored data is input)
+-- goes, as REPAIR explains; TOUCH needs no such check: no session holds such an epoch.
 local function epochOf()
   local epoch = redis.call('GET', epochKey)
   if epoch and not string.match(epoch, '^%d+$') then
@@ -99,7 +93,7 @@ const TOUCH = `${LIB}
 local handle, epoch, storeKey = ARGV[1], ARGV[2], ARGV[5]
 local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 if not redis.call('ZSCORE', expiresKey, handle) then return 0 end
-if epochOf() ~= epoch then return 0 end
+if (redis.call('GET', epochKey) or '0') ~= epoch then return 0 end
 redis.call('ZADD', expiresKey, 'XX', now + ttl, handle)
 redis.call('ZADD', usedKey, 'XX', now, handle)
 if storeKey ~= '' then
@@ -154,6 +148,22 @@ if left < keep then redis.call('PEXPIRE', epochKey, keep) end
 return result
 `;
 
+/**
+ * Stored data is input: a user's key of another type than this app writes would fail every call of the user
+ * (WRONGTYPE) until it expired, sign out everywhere included. Run when a call meets one (never on the way
+ * of a call that does not), it deletes such keys and an epoch that is not a count. That can only sign
+ * sessions out: a session is valid only while listed under the current epoch, and a handle is never listed
+ * again. Returns nothing.
+ */
+const REPAIR = `${LIB}
+for key, wanted in pairs({ [epochKey] = 'string', [expiresKey] = 'zset', [usedKey] = 'zset', [sessionsKey] = 'hash' }) do
+  local kind = redis.call('TYPE', key).ok
+  if kind ~= 'none' and kind ~= wanted then redis.call('DEL', key) end
+end
+epochOf()
+return false
+`;
+
 interface Script {
   readonly source: string;
   readonly sha: string;
@@ -165,6 +175,7 @@ function script(source: string): Script {
 
 const SCRIPTS = { add: script(ADD), touch: script(TOUCH), list: script(LIST), remove: script(REMOVE) };
 const END_ALL_SCRIPT = script(END_ALL);
+const REPAIR_SCRIPT = script(REPAIR);
 
 /** The largest bound per user the scripts accept (Lua's unpack takes a few thousand values at most). */
 export const MAX_ENTRIES_PER_USER = 1_000;
@@ -239,17 +250,33 @@ export class RedisUsers implements UserSessionIndex {
     return (await this.#call(END_ALL_SCRIPT, user, [String(keepEpochMs)])) as string[];
   }
 
-  /** The script by its SHA1; its source once, when this Redis has not seen it yet (or flushed its scripts). */
+  /** One script on the user's keys, under the store's deadline. */
   #call(script: Script, user: string, args: string[]): Promise<unknown> {
     const tag = `${this.#prefix}{${user}}:`;
     const options = { keys: [`${tag}epoch`, `${tag}expires`, `${tag}used`, `${tag}sessions`], arguments: args };
     return this.#run(async (client) => {
       try {
-        return await client.evalSha(script.sha, options);
+        return await evaluate(client, script, options);
       } catch (error) {
-        if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
-        return client.eval(script.source, options);
+        if (!(error instanceof Error && error.message.includes('WRONGTYPE'))) throw error;
+        // A key of the user of another type (see REPAIR): deleted, then the call once more.
+        await evaluate(client, REPAIR_SCRIPT, options);
+        return evaluate(client, script, options);
       }
     });
+  }
+}
+
+/** The script by its SHA1; its source once, when this Redis has not seen it yet (or flushed its scripts). */
+async function evaluate(
+  client: ScriptClient,
+  script: Script,
+  options: { keys: string[]; arguments: string[] },
+): Promise<unknown> {
+  try {
+    return await client.evalSha(script.sha, options);
+  } catch (error) {
+    if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
+    return client.eval(script.source, options);
   }
 }
