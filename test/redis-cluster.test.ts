@@ -108,6 +108,25 @@ test('one master stalled: calls on its keys fail within the deadline, the other 
   for (const result of await readAll(store, ids)) t.is(result.value, `{"id":"${result.id}"}`, result.id);
 });
 
+test('every master stalled: every call fails within the deadline, health says so, and all answer again after SIGCONT', async (t) => {
+  const { own, store } = await clusterStore(t);
+  await own.holdFailovers(true);
+  const ids = Array.from({ length: 12 }, (_, i) => `all${i}`);
+  for (const id of ids) t.true(await store.create(id, `{"id":"${id}"}`, TTL_MS));
+  const masters = await own.masters();
+  for (const master of masters) master.pause();
+  for (let round = 1; round <= 2; round++) {
+    for (const result of await readAll(store, ids)) {
+      t.true(result.error instanceof StoreUnavailableError, `round ${round}: ${result.id} fails`);
+      t.true(result.ms < BOUND_MS, `round ${round}: ${result.id} after ${Math.round(result.ms)} ms`);
+    }
+  }
+  t.false((await store.health()).ok);
+  for (const master of masters) master.resume();
+  t.true((await timeRecovery(store, 10_000)) < 10_000, 'every master answers again');
+  for (const result of await readAll(store, ids)) t.is(result.value, `{"id":"${result.id}"}`, result.id);
+});
+
 test('a stalled master that the cluster fails over: the store serves its keys from the promoted replica while it is still stopped', async (t) => {
   const { own, store, keyPrefix } = await clusterStore(t);
   const ids = ['{v}a', '{v}b', '{v}c'];
@@ -171,6 +190,57 @@ test('MOVED and ASK while a slot moves to another master: every call on its keys
   t.is(await onDestination.get(`${keyPrefix}{m}b`), '{"n":3}', 'the keys are on the destination');
 });
 
+test("a user's keys caught half-way through a slot's move: every users call is answered or 503, never a wrong answer", async (t) => {
+  const { own, store, keyPrefix } = await clusterStore(t);
+  const user = 'u:half-moved';
+  const entry = (handle: string) => ({ handle, storeKey: `key-${handle}`, label: 'device' });
+  await store.users.add(user, entry('old'), TTL_MS, 10);
+  t.deepEqual(await store.users.endAll(user, TTL_MS), ['key-old']);
+  t.deepEqual(await store.users.add(user, entry('new'), TTL_MS, 10), { epoch: 1, dropped: [] });
+  const tag = `${keyPrefix}{${user}}:`;
+  const slot = await ask((await own.masters())[0].port, 'CLUSTER', 'KEYSLOT', `${tag}epoch`);
+  const source = (await own.shardOf(`${tag}epoch`)).master;
+  const destination = (await own.masters()).find((master) => master !== source)!;
+  const [sourceId, destinationId] = [await own.idOf(source), await own.idOf(destination)];
+  await ask(destination.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+  await ask(source.port, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', destinationId);
+  // The epoch has moved, the list not yet: a script reading one without the other would see epoch 0.
+  await ask(source.port, 'MIGRATE', '127.0.0.1', String(destination.port), '', '0', '5000', 'KEYS', `${tag}epoch`);
+
+  const outcome = async (call: () => Promise<unknown>) => {
+    try {
+      return { answer: await call() };
+    } catch (error) {
+      t.true(error instanceof StoreUnavailableError, `not a 503: ${error}`);
+      return { unavailable: true };
+    }
+  };
+  const touchedNew = await outcome(() => store.users.touch(user, 'new', 1, TTL_MS));
+  t.notDeepEqual(touchedNew, { answer: false }, 'the live session is never signed out by the move');
+  t.notDeepEqual(
+    await outcome(() => store.users.touch(user, 'old', 0, TTL_MS)),
+    { answer: true },
+    'the session signed out everywhere never comes back',
+  );
+  const listed = await outcome(() => store.users.list(user));
+  if ('answer' in listed)
+    t.deepEqual(
+      (listed.answer as Array<{ handle: string }>).map((e) => e.handle),
+      ['new'],
+    );
+  t.log({ touchedNew, listed: 'answer' in listed ? 'answered' : 'unavailable' });
+
+  // The move ends: every key of the user on the destination.
+  const rest = [`${tag}expires`, `${tag}used`, `${tag}sessions`];
+  await ask(source.port, 'MIGRATE', '127.0.0.1', String(destination.port), '', '0', '5000', 'KEYS', ...rest);
+  for (const master of await own.masters()) await ask(master.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', destinationId);
+  // A call that got a 503 started a repair; the store answers again once it is done.
+  t.true((await timeRecovery(store, BOUND_MS)) < BOUND_MS);
+  t.true(await store.users.touch(user, 'new', 1, TTL_MS), 'the live session is valid after the move');
+  t.false(await store.users.touch(user, 'old', 0, TTL_MS));
+  t.deepEqual(await store.users.endAll(user, TTL_MS), ['key-new']);
+});
+
 test('a master killed under load: 503s (never a 500) within the deadline, served again with no restart, no session revived or lost beyond unreplicated writes', async (t) => {
   const own = await cluster();
   t.teardown(() => own.heal());
@@ -220,6 +290,34 @@ test('start-up stops when no seed node answers, naming REDIS_CLUSTER_NODES', asy
     stderr,
     new RegExp(`^Cannot start: REDIS_CLUSTER_NODES="${nodes}": Redis Cluster did not answer within 1000 ms \\(.+\\)`),
   );
+});
+
+test('start-up stops when one master does not answer (the seeds do), naming REDIS_CLUSTER_NODES and that master', async (t) => {
+  const own = await cluster();
+  t.teardown(() => own.heal());
+  await own.holdFailovers(true);
+  const [first, stalled] = await own.masters();
+  stalled.pause();
+  t.teardown(() => stalled.resume());
+  const started = performance.now();
+  const error = await t.throwsAsync(
+    RedisStore.connect({
+      url: 'redis://127.0.0.1',
+      // The seed answers; the master it names does not.
+      topology: { kind: 'cluster', nodes: [{ host: '127.0.0.1', port: first.port }] },
+      keyPrefix: uniquePrefix(),
+      connectTimeoutMs: 2_000,
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      logger: silentLogger(),
+    }),
+    { instanceOf: StartupError },
+  );
+  const elapsed = performance.now() - started;
+  t.log(error?.message, `${Math.round(elapsed)} ms`);
+  t.is(error?.variable, 'REDIS_CLUSTER_NODES');
+  t.notRegex(error?.message ?? '', /\n/);
+  t.true(elapsed < 2_000 + BOUND_MS, `refused after ${Math.round(elapsed)} ms`);
+  t.true((error?.message ?? '').includes(`:${stalled.port}`), 'the message names the master that does not answer');
 });
 
 test('start-up stops when the seed node is a Redis without cluster mode, naming REDIS_CLUSTER_NODES', async (t) => {

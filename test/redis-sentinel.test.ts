@@ -165,6 +165,37 @@ test('start-up stops when no Sentinel answers, naming REDIS_SENTINEL_NODES', asy
   );
 });
 
+test('start-up stops when the Sentinels answer but their master does not, in one line naming it', async (t) => {
+  const own = await setup();
+  t.teardown(() => own.heal());
+  await own.holdFailovers(true);
+  const master = await own.master();
+  master.pause();
+  t.teardown(() => master.resume());
+  const started = performance.now();
+  const error = await t.throwsAsync(
+    RedisStore.connect({
+      url: 'redis://127.0.0.1',
+      topology: {
+        kind: 'sentinel',
+        nodes: own.sentinels.map((node) => ({ host: '127.0.0.1', port: node.port })),
+        masterName: NAME,
+      },
+      keyPrefix: uniquePrefix(),
+      connectTimeoutMs: 2_000,
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      logger: silentLogger(),
+    }),
+    { instanceOf: StartupError },
+  );
+  const elapsed = performance.now() - started;
+  t.log(error?.message, `${Math.round(elapsed)} ms`);
+  t.is(error?.variable, 'REDIS_SENTINEL_NODES');
+  t.notRegex(error?.message ?? '', /\n/);
+  t.true(elapsed < 2_000 + BOUND_MS, `refused after ${Math.round(elapsed)} ms`);
+  t.true((error?.message ?? '').includes(`no answer from master 127.0.0.1:${master.port}`), 'the master is named');
+});
+
 test('start-up stops when the Sentinels know no master of that name, naming REDIS_SENTINEL_MASTER', async (t) => {
   const own = await setup();
   const error = await t.throwsAsync(

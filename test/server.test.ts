@@ -10,8 +10,9 @@
 import { once } from 'node:events';
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import anyTest, { type TestFn } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { TEST_KEY } from './helpers/app.ts';
 import { Browser } from './helpers/browser.ts';
 import {
@@ -23,7 +24,15 @@ import {
   startServerProcess,
   waitForOutput,
 } from './helpers/process.ts';
-import { ownRedisServer } from './helpers/redis.ts';
+import {
+  deleteKeysWithPrefix,
+  ownRedisServer,
+  PATIENT_REDIS,
+  REDIS_URL,
+  redisTest,
+  uniquePrefix,
+} from './helpers/redis.ts';
+import { hasNodeSqlite, sqliteTempFolder } from './helpers/sqlite.ts';
 
 const test = anyTest.serial as TestFn;
 
@@ -599,6 +608,68 @@ test('measured: 8 keep-alive clients sending back to back through a SIGTERM see 
   );
   t.is(server.stderr(), '');
 });
+
+// The same through the SQLite and Redis stores: the store is closed only once the last request is answered.
+const SHUTDOWN_STORES: Array<{ name: string; test: TestFn; env: (t: ExecutionContext) => Record<string, string> }> = [
+  // Where node:sqlite exists (not on Node 20, where the SQLite store refuses to start: test/sqlite-store.test.ts).
+  ...(hasNodeSqlite
+    ? [
+        {
+          name: 'SQLite',
+          test,
+          env: (t: ExecutionContext) => {
+            const temp = sqliteTempFolder();
+            t.teardown(() => temp.cleanUp());
+            return { SESSION_STORE: 'sqlite', SESSION_SQLITE_FILE: join(temp.folder, 'sessions.db') };
+          },
+        },
+      ]
+    : []),
+  {
+    name: 'Redis',
+    test: redisTest(test),
+    env: (t: ExecutionContext) => {
+      const prefix = uniquePrefix();
+      t.teardown(() => deleteKeysWithPrefix(prefix));
+      return { SESSION_STORE: 'redis', REDIS_URL: REDIS_URL ?? '', REDIS_KEY_PREFIX: prefix, ...PATIENT_REDIS };
+    },
+  },
+];
+
+for (const store of SHUTDOWN_STORES) {
+  store.test(
+    `${store.name} store: 4 keep-alive clients writing back to back through a SIGTERM get every answer, and the server exits 0`,
+    async (t) => {
+      const server = await startServer(t, {
+        SESSION_KEYS: TEST_KEY,
+        SHUTDOWN_DRAIN: '500ms',
+        SHUTDOWN_TIMEOUT: '15s',
+        ...store.env(t),
+      });
+      const tally = newTally();
+      let exited = false;
+      void server.exited.then(() => (exited = true));
+      const started = Date.now();
+      const stop = () => exited || Date.now() - started > 30_000;
+      const clients = Array.from({ length: 4 }, () => keepAliveClient(server.url, tally, () => false, stop, 20_000));
+      while (tally.answered < 40 && Date.now() - started < 20_000) await sleep(20);
+      const answeredBefore = tally.answered;
+      const signalled = Date.now();
+      server.child.kill('SIGTERM');
+      const exit = await exitOf(server, signalled);
+      await Promise.all(clients);
+      t.log(
+        `${answeredBefore} answered before SIGTERM, ${tally.answered - answeredBefore} after; exit after ${exit.afterMs} ms`,
+      );
+      for (const failure of tally.failures.slice(0, 10)) t.log(failure);
+      t.true(answeredBefore >= 40, 'the clients were writing when SIGTERM came');
+      t.true(tally.answered > answeredBefore, 'and were answered during the drain');
+      t.deepEqual(tally.failures, [], 'no 503, 500, reset, hang-up or unanswered request');
+      t.is(exit.code, 0);
+      t.is(server.stderr(), '');
+    },
+  );
+}
 
 /** One fetch client (Node's undici, whose keep-alive rules differ from http.Agent's): writes until `stop()`. */
 async function fetchClient(url: string, tally: Tally, stop: () => boolean, maxRequests: number): Promise<void> {

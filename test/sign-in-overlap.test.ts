@@ -1,7 +1,7 @@
 /**
  * "Everywhere" means everywhere, when requests overlap: each bad interleaving is made to happen on purpose
  * (GatedStore holds one store call of a request while another request signs out everywhere, revokes or
- * signs in), with both stores, on one instance and on two sharing the store. Checked through the answers,
+ * signs in), with every store, on one instance and on two sharing the store. Checked through the answers,
  * through later requests, and through the store.
  */
 import type { ExecutionContext } from 'ava';

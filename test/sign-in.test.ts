@@ -1,5 +1,5 @@
 /**
- * Signing in (app/session/sign-in.ts), with both stores, over real HTTP: what each call does, what a
+ * Signing in (app/session/sign-in.ts), with every store, over real HTTP: what each call does, what a
  * user's list shows and never shows, who may revoke what, the bound per user, what it costs in store
  * calls, and that the list never piles up (expiry, eviction, logout, revoke, sign out everywhere).
  * The overlapping cases are in sign-in-overlap.test.ts.
@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { addRoutes } from '../app/routes.ts';
 import { MemoryStore } from '../app/stores/memory.ts';
+import type { SqliteStore } from '../app/stores/sqlite.ts';
 import { appForTest } from './helpers/app.ts';
 import { cookieValue, sessionIdOf } from './helpers/browser.ts';
 import { Device, storeScenario } from './helpers/sign-in-setup.ts';
@@ -262,6 +263,10 @@ storeScenario(
         keys = await setup.storedKeys();
       }
       t.deepEqual(keys, [], 'nothing left in Redis');
+    } else if (setup.storeName === 'sqlite') {
+      const store = app.store as SqliteStore;
+      await store.sweep();
+      t.deepEqual(store.users.counts, { users: 0, entries: 0 }, 'nothing left in the SQLite store');
     } else {
       const store = app.store as MemoryStore;
       await store.sweep();

@@ -40,6 +40,7 @@ import {
   SqliteStore,
   type SqliteStoreOptions,
 } from '../app/stores/sqlite.ts';
+import { startCheckpointer } from '../app/stores/sqlite-checkpointer.ts';
 import { StoreUnavailableError } from '../app/stores/store.ts';
 import { loadConfig, StartupError } from '../config/index.ts';
 import { appForTest, TEST_KEY } from './helpers/app.ts';
@@ -328,6 +329,28 @@ if (nodeSqlite === undefined) {
     t.is(logSize(file), 0, 'close checkpoints what is left and removes the log');
   });
 
+  test('a reader holding an old snapshot (a backup) does not make the checkpoint worker spin until it ends', async (t) => {
+    const { store, file } = await openStore(t, { maxEntries: 100_000, checkpointInWorker: false });
+    const checkpointer = startCheckpointer(file);
+    t.teardown(() => checkpointer.stop());
+    for (let i = 0; i < 50; i++) t.true(await store.create(`a${i}`, 'x', 60_000));
+    const reader = connect(t, file);
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM sessions').get();
+    // Pages past the reader's snapshot: no checkpoint can copy them while it holds it.
+    for (let i = 0; i < 50; i++) t.true(await store.create(`b${i}`, 'x', 60_000));
+    await checkpointer.pass(true);
+    const before = checkpointer.passes();
+    const started = performance.now();
+    await sleep(500);
+    const passes = checkpointer.passes() - before;
+    // Measured, not assumed: this thread may be held up past the 500 ms while the worker goes on.
+    const elapsedMs = performance.now() - started;
+    // One pass per 100 ms interval. Going again at once while held back made it one or more per millisecond.
+    t.true(passes <= elapsedMs / 100 + 2, `${passes} checkpoints in ${Math.round(elapsedMs)} ms`);
+    reader.exec('COMMIT');
+  });
+
   // ---------------------------------------------------------------------------------------------
   // The bound.
 
@@ -480,6 +503,25 @@ if (nodeSqlite === undefined) {
     t.true(await store.destroy('blob'));
     t.like(await store.health(), { sessions: 5 }, 'the count follows rows written by others too');
   });
+
+  // Serial (ava runs those before the others): reading 600 MB holds the event loop, and every other test, for seconds.
+  test.serial(
+    'through HTTP: a row whose text is too long for a JavaScript string is discarded and deleted, never a 500',
+    async (t) => {
+      const file = join(tempFolder(t), 'sessions.db');
+      const app = await appForTest(t, { SESSION_STORE: 'sqlite', SESSION_SQLITE_FILE: file }, { routes: noteRoutes });
+      const browser = new Browser(app.url);
+      const written = await browser.request('/note', { method: 'POST', headers: { 'x-note': 'mine' } });
+      const key = storeKeyOf(app, sessionIdOf(cookieValue(written.setCookies, 'sid'))!);
+      const db = connect(t, file);
+      // 600 million characters: past V8's longest string (2^29 - 24), within SQLite's longest value (10^9 bytes).
+      t.is(db.prepare("UPDATE sessions SET text = printf('%.*c', 600000000, 'a') WHERE id = ?").run(key).changes, 1);
+      const read = await browser.request('/note');
+      t.is(read.status, 200, read.body);
+      t.is(read.body, '{}', 'reads as no session');
+      t.false(key in rows(db), 'and the row is deleted');
+    },
+  );
 
   test('a lifetime that is not an integer cannot be written, by anyone: no row outlives the sweep', async (t) => {
     const { file } = await openStore(t);
@@ -733,6 +775,25 @@ if (nodeSqlite === undefined) {
     (await store.users.list(user)).map((listed) => listed.storeKey);
   const signIn = (store: SqliteStore, handle: string, storeKey: string) =>
     store.users.add('u:alice', { handle, storeKey, label: 'a laptop' }, 1_000_000, 50);
+
+  test('users: an epoch that is not a count (written by another tool) is dropped at the next sign-in, never stored with a session', async (t) => {
+    const { store, file } = await openStore(t);
+    const tool = connect(t, file);
+    for (const [user, epoch] of [
+      ['u:text', "'abc'"],
+      ['u:real', '1.5'],
+      ['u:negative', '-3'],
+    ]) {
+      tool.exec(`INSERT INTO session_users (user, epoch, keep_until) VALUES ('${user}', ${epoch}, 0)`);
+      t.is(await store.users.touch(user, 'h', 0, 60_000), false, `${user}: nothing listed`);
+      const { epoch: answered } = await store.users.add(user, { handle: 'h', storeKey: 'k', label: 'l' }, 60_000, 5);
+      t.is(answered, 0, `${user}: a sign-in gets an epoch its session can hold`);
+      t.true(await store.users.touch(user, 'h', 0, 60_000));
+      t.deepEqual(await store.users.endAll(user, 60_000), ['k']);
+      t.is((await store.users.add(user, { handle: 'h2', storeKey: 'k2', label: 'l' }, 60_000, 5)).epoch, 1);
+      t.false(await store.users.touch(user, 'h', 0, 60_000), 'the session signed out everywhere stays out');
+    }
+  });
 
   test('users: a session evicted at the cap leaves its list in the same statement; others stay listed', async (t) => {
     const clock = manualClock();

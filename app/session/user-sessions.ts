@@ -124,7 +124,8 @@ export class UserSessions {
   async revoke(binding: UserBinding, handle: string): Promise<boolean> {
     const storeKey = await this.#store.users.remove(binding.userKey, handle);
     if (storeKey === undefined) return false;
-    await this.#store.destroy(storeKey);
+    // '' when the entry held no store key (stored data that is not what this app writes): nothing to destroy.
+    if (storeKey !== '') await this.#store.destroy(storeKey);
     return true;
   }
 

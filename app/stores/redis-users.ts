@@ -30,6 +30,22 @@ export type Run = <T>(command: (client: ScriptClient) => Promise<T>) => Promise<
 /** Lua shared by the scripts: KEYS are epoch, expires, used, sessions. */
 const LIB = `
 local epochKey, expiresKey, usedKey, sessionsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- The epoch, for the scripts that hand it out or bump it. One that is not a count (stored data is input)
+-- goes, as REPAIR explains; TOUCH needs no such check: no session holds such an epoch.
+local function epochOf()
+  local epoch = redis.call('GET', epochKey)
+  if epoch and not string.match(epoch, '^%d+$') then
+    redis.call('DEL', epochKey)
+    epoch = false
+  end
+  return epoch or '0'
+end
+-- The store key in an entry, or nil when the entry is not what this app writes (not JSON, say).
+local function storeKeyOf(entry)
+  local ok, decoded = pcall(cjson.decode, entry)
+  if ok and type(decoded) == 'table' and type(decoded.k) == 'string' then return decoded.k end
+  return nil
+end
 local function unlist(handles)
   if #handles > 0 then
     redis.call('ZREM', expiresKey, unpack(handles))
@@ -55,12 +71,13 @@ const ADD = `${LIB}
 local handle, storeKey, label = ARGV[1], ARGV[2], ARGV[3]
 local now, ttl, max = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 pruneExpired(now)
-local result = { redis.call('GET', epochKey) or '0' }
+local result = { epochOf() }
 local count = redis.call('ZCARD', expiresKey)
 if count >= max then
   local victims = redis.call('ZRANGE', expiresKey, 0, count - max)
   for _, victim in ipairs(redis.call('HMGET', sessionsKey, unpack(victims))) do
-    if victim then table.insert(result, cjson.decode(victim).k) end
+    local victimKey = victim and storeKeyOf(victim)
+    if victimKey then table.insert(result, victimKey) end
   end
   unlist(victims)
 end
@@ -80,7 +97,8 @@ if (redis.call('GET', epochKey) or '0') ~= epoch then return 0 end
 redis.call('ZADD', expiresKey, 'XX', now + ttl, handle)
 redis.call('ZADD', usedKey, 'XX', now, handle)
 if storeKey ~= '' then
-  local entry = cjson.decode(redis.call('HGET', sessionsKey, handle))
+  local ok, entry = pcall(cjson.decode, redis.call('HGET', sessionsKey, handle))
+  if not (ok and type(entry) == 'table') then entry = {} end
   entry.k = storeKey
   redis.call('HSET', sessionsKey, handle, cjson.encode(entry))
 end
@@ -103,12 +121,12 @@ end
 return result
 `;
 
-/** ARGV: handle. Returns the store key, or false. */
+/** ARGV: handle. Returns the store key ('' when the entry does not hold one), or false. */
 const REMOVE = `${LIB}
 local entry = redis.call('HGET', sessionsKey, ARGV[1])
 if not entry then return false end
 unlist({ ARGV[1] })
-return cjson.decode(entry).k
+return storeKeyOf(entry) or ''
 `;
 
 /** ARGV: keep the epoch this long (ms). Returns the store keys that were listed. */
@@ -117,15 +135,33 @@ local result = {}
 local handles = redis.call('ZRANGE', expiresKey, 0, -1)
 if #handles > 0 then
   for _, entry in ipairs(redis.call('HMGET', sessionsKey, unpack(handles))) do
-    if entry then table.insert(result, cjson.decode(entry).k) end
+    local storeKey = entry and storeKeyOf(entry)
+    if storeKey then table.insert(result, storeKey) end
   end
 end
 redis.call('DEL', expiresKey, usedKey, sessionsKey)
+epochOf()
 redis.call('INCR', epochKey)
 local keep = tonumber(ARGV[1])
 local left = redis.call('PTTL', epochKey)
 if left < keep then redis.call('PEXPIRE', epochKey, keep) end
 return result
+`;
+
+/**
+ * Stored data is input: a user's key of another type than this app writes would fail every call of the user
+ * (WRONGTYPE) until it expired, sign out everywhere included. Run when a call meets one (never on the way
+ * of a call that does not), it deletes such keys and an epoch that is not a count. That can only sign
+ * sessions out: a session is valid only while listed under the current epoch, and a handle is never listed
+ * again. Returns nothing.
+ */
+const REPAIR = `${LIB}
+for key, wanted in pairs({ [epochKey] = 'string', [expiresKey] = 'zset', [usedKey] = 'zset', [sessionsKey] = 'hash' }) do
+  local kind = redis.call('TYPE', key).ok
+  if kind ~= 'none' and kind ~= wanted then redis.call('DEL', key) end
+end
+epochOf()
+return false
 `;
 
 interface Script {
@@ -139,9 +175,20 @@ function script(source: string): Script {
 
 const SCRIPTS = { add: script(ADD), touch: script(TOUCH), list: script(LIST), remove: script(REMOVE) };
 const END_ALL_SCRIPT = script(END_ALL);
+const REPAIR_SCRIPT = script(REPAIR);
 
 /** The largest bound per user the scripts accept (Lua's unpack takes a few thousand values at most). */
 export const MAX_ENTRIES_PER_USER = 1_000;
+
+/** An entry's JSON as stored; {} when it is anything else (stored data is input: never a 500). */
+function parseEntry(text: string): { k?: unknown; l?: unknown; c?: unknown } {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? value : {};
+  } catch {
+    return {};
+  }
+}
 
 export class RedisUsers implements UserSessionIndex {
   readonly #run: Run;
@@ -181,7 +228,7 @@ export class RedisUsers implements UserSessionIndex {
     const reply = (await this.#call(SCRIPTS.list, user, [String(Date.now())])) as string[];
     const entries: UserSessionEntry[] = [];
     for (let i = 0; i < reply.length; i += 4) {
-      const stored = JSON.parse(reply[i + 3]) as { k?: unknown; l?: unknown; c?: unknown };
+      const stored = parseEntry(reply[i + 3]);
       entries.push({
         handle: reply[i],
         storeKey: String(stored.k ?? ''),
@@ -203,17 +250,33 @@ export class RedisUsers implements UserSessionIndex {
     return (await this.#call(END_ALL_SCRIPT, user, [String(keepEpochMs)])) as string[];
   }
 
-  /** The script by its SHA1; its source once, when this Redis has not seen it yet (or flushed its scripts). */
+  /** One script on the user's keys, under the store's deadline. */
   #call(script: Script, user: string, args: string[]): Promise<unknown> {
     const tag = `${this.#prefix}{${user}}:`;
     const options = { keys: [`${tag}epoch`, `${tag}expires`, `${tag}used`, `${tag}sessions`], arguments: args };
     return this.#run(async (client) => {
       try {
-        return await client.evalSha(script.sha, options);
+        return await evaluate(client, script, options);
       } catch (error) {
-        if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
-        return client.eval(script.source, options);
+        if (!(error instanceof Error && error.message.includes('WRONGTYPE'))) throw error;
+        // A key of the user of another type (see REPAIR): deleted, then the call once more.
+        await evaluate(client, REPAIR_SCRIPT, options);
+        return evaluate(client, script, options);
       }
     });
+  }
+}
+
+/** The script by its SHA1; its source once, when this Redis has not seen it yet (or flushed its scripts). */
+async function evaluate(
+  client: ScriptClient,
+  script: Script,
+  options: { keys: string[]; arguments: string[] },
+): Promise<unknown> {
+  try {
+    return await client.evalSha(script.sha, options);
+  } catch (error) {
+    if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
+    return client.eval(script.source, options);
   }
 }

@@ -153,9 +153,16 @@ function createSentinelClient(
     sentinelClientOptions: { socket: nodeSocket(options, tls), pingInterval: pingInterval(options) },
     commandOptions: { timeout: 0 },
   });
+  // The master the Sentinels name, ready or not: what a start-up line names when it does not answer.
+  sentinel.on('topology-change', (event: { type: string; node?: { host: string; port: number } }) => {
+    if (event.type === 'MASTER_CHANGE' && event.node !== undefined) namedMasters.set(sentinel, event.node);
+  });
   // The same command methods as a client's, which is all the store's calls use.
   return sentinel as unknown as Client;
 }
+
+/** Per Sentinel client, the master the Sentinels named last. */
+const namedMasters = new WeakMap<object, { readonly host: string; readonly port: number }>();
 
 /** A new, unconnected client for the deployment the options name. */
 function createClientFor(options: RedisStoreOptions): Client {
@@ -333,9 +340,30 @@ async function openClient(
     return client;
   } catch (error) {
     ready.catch(() => {}); // settles (rejects) once destroyed below
+    const silent = silentMasters(client, options);
     drop(client);
-    throw error;
+    throw silent === undefined ? error : Object.assign(asError(error), { silentMasters: silent });
   }
+}
+
+/**
+ * A Cluster's masters, or the master Sentinels named, that were found but did not answer, as host:port:
+ * which node the start-up line must name when the seeds or the Sentinels did answer. Undefined if none.
+ */
+function silentMasters(client: Client, options: RedisStoreOptions): string | undefined {
+  let silent: string[] = [];
+  if (options.topology?.kind === 'cluster') {
+    const cluster = client as unknown as Cluster;
+    silent = cluster.masters.filter((node) => !node.client?.isReady).map((node) => node.address);
+  } else if (options.topology?.kind === 'sentinel') {
+    const master = namedMasters.get(client);
+    if (master !== undefined) silent = [`${master.host}:${master.port}`];
+  }
+  return silent.length > 0 ? silent.join(', ') : undefined;
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 export class RedisStore implements SessionStore {
@@ -387,7 +415,8 @@ export class RedisStore implements SessionStore {
     try {
       client = await openClient(options, onError);
     } catch (error) {
-      const reason = messageOf(lastError ?? error);
+      const silent = (error as { silentMasters?: string }).silentMasters;
+      const reason = `${silent === undefined ? '' : `no answer from master ${silent}: `}${messageOf(lastError ?? error)}`;
       const { setting, shown, what } = shownAs(options);
       const topology = options.topology;
       if (topology?.kind === 'sentinel' && /no such master/i.test(reason)) {

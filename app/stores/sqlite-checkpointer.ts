@@ -5,10 +5,10 @@
  * (SQLite's automatic one, after a commit) stops the event loop that long, every few hundred writes
  * and every few sweep steps. A worker thread with a connection of its own runs them instead, in PASSIVE
  * mode (it never waits for the store's writes, and they never wait for it): every
- * CHECKPOINT_INTERVAL_MS, again at once while the store writes faster than a pass copies, and when the
- * store asks (the sweep does after each step, so that it goes at the pace of the checkpoints). The
- * store's connection keeps SQLite's automatic checkpoint at a higher threshold, as a backstop should the
- * worker fall behind or fail.
+ * CHECKPOINT_INTERVAL_MS, again at once while the store writes faster than a pass copies (not while a
+ * reader's snapshot holds the pages back), and when the store asks (the sweep does after each step, so
+ * that it goes at the pace of the checkpoints). The store's connection keeps SQLite's automatic
+ * checkpoint at a higher threshold, as a backstop should the worker fall behind or fail.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -22,11 +22,21 @@ const { DatabaseSync } = require('node:sqlite');
 const { parentPort, workerData } = require('node:worker_threads');
 const db = new DatabaseSync(workerData.path);
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
-/** One checkpoint; true when the log holds pages it could not copy yet (written meanwhile). */
+const passes = new Int32Array(workerData.passes);
+/** The log's pages copied as of the last pass. */
+let copied = 0;
+/**
+ * One checkpoint; true when it copied pages and the log holds more it could not copy yet (written
+ * meanwhile). A pass that copied nothing new was held back by a reader's snapshot (a backup, a shell's
+ * open transaction): going again at once would only spin until that reader ends.
+ */
 const pass = () => {
+  Atomics.add(passes, 0, 1);
   try {
     const { log, checkpointed } = checkpoint.get();
-    return checkpointed < log;
+    const headway = checkpointed !== copied;
+    copied = checkpointed;
+    return headway && checkpointed < log;
   } catch {
     // Busy or failing: the next pass tries again, and the store's own checkpoints are the backstop.
     return false;
@@ -57,12 +67,15 @@ export interface Checkpointer {
   pass(keepAlive: boolean): Promise<void>;
   /** Stops the worker and closes its connection; resolves once the thread has exited. */
   stop(): Promise<void>;
+  /** How many checkpoints the worker has run (for tests and diagnostics). */
+  passes(): number;
 }
 
 export function startCheckpointer(path: string): Checkpointer {
+  const passes = new Int32Array(new SharedArrayBuffer(4));
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
-    workerData: { path, intervalMs: CHECKPOINT_INTERVAL_MS },
+    workerData: { path, intervalMs: CHECKPOINT_INTERVAL_MS, passes: passes.buffer },
   });
   // A worker that fails (it cannot open the file) leaves the checkpoints to the store's connection.
   worker.on('error', () => {});
@@ -96,6 +109,7 @@ export function startCheckpointer(path: string): Checkpointer {
         worker.postMessage('pass');
       });
     },
+    passes: () => Atomics.load(passes, 0),
     async stop() {
       worker.ref(); // held until it has exited, so that the promise settles
       worker.postMessage('stop');

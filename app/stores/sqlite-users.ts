@@ -48,6 +48,7 @@ export class SqliteUsers implements UserSessionIndex {
   readonly #run: Run;
   readonly #now: () => number;
   readonly #epoch: StatementSync;
+  readonly #forgetUser: StatementSync;
   readonly #pruneUser: StatementSync;
   readonly #count: StatementSync;
   readonly #victims: StatementSync;
@@ -69,6 +70,7 @@ export class SqliteUsers implements UserSessionIndex {
     this.#run = run;
     this.#now = now;
     this.#epoch = db.prepare('SELECT epoch FROM session_users WHERE user = ?');
+    this.#forgetUser = db.prepare('DELETE FROM session_users WHERE user = ?');
     this.#pruneUser = db.prepare('DELETE FROM session_user_entries WHERE user = ? AND expires_at <= ?');
     this.#count = db.prepare('SELECT count(*) AS n FROM session_user_entries WHERE user = ?');
     this.#victims = db.prepare(
@@ -204,9 +206,16 @@ export class SqliteUsers implements UserSessionIndex {
     return row === undefined ? undefined : String(row.store_key);
   }
 
+  /** Within a transaction: the user's epoch. */
   #epochOf(user: string): number {
     const row = this.#epoch.get(user);
-    return row === undefined ? 0 : Number(row.epoch);
+    if (row === undefined) return 0;
+    const epoch = row.epoch;
+    if (typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0) return epoch;
+    // Not a count (stored data is input; the column has no CHECK in files of schema version 2): it goes, as
+    // Redis's does. That signs the user's listed sessions out, never in: theirs is an epoch no session can hold.
+    this.#forgetUser.run(user);
+    return 0;
   }
 
   /** Runs `body` as one write transaction; a failure rolls it back. */

@@ -355,11 +355,21 @@ export class SqliteStore implements SessionStore {
     // all(), not get(), for a statement with RETURNING: get() resets it after the first row, before
     // SQLite has finished it, and SQLite checkpoints only after a finished statement: the log would grow
     // without bound (docs/stores.md).
-    const [row] = this.#run(() => this.#get.all(now + ttlMs, id, now));
+    const rows = this.#run(() => this.#get.all(now + ttlMs, id, now));
+    // node:sqlite answers undefined, not rows, for a text too long for a JavaScript string (about 512 MiB):
+    // a live row this app cannot have written, discarded like any other.
+    if (rows === undefined) return '';
+    const [row] = rows;
     if (row === undefined) return undefined;
     this.#working();
     if (typeof row.text === 'string') return row.text;
-    if (this.#textAsBytes && row.text instanceof Uint8Array) return UTF8.decode(row.text);
+    if (this.#textAsBytes && row.text instanceof Uint8Array) {
+      try {
+        return UTF8.decode(row.text);
+      } catch {
+        return ''; // too long for a string: as above
+      }
+    }
     // Not text (NULL, a blob: not what this app writes): '' is discarded by the session layer.
     return '';
   }

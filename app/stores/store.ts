@@ -65,7 +65,7 @@ export interface UserSessionIndex {
   touch(user: string, handle: string, epoch: number, ttlMs: number, storeKey?: string): Promise<boolean>;
   /** The user's live entries, least recently used first. */
   list(user: string): Promise<UserSessionEntry[]>;
-  /** Unlists one session; answers its store key, or undefined when it was not listed. */
+  /** Unlists one session; answers its store key ('' when its entry holds none), or undefined when it was not listed. */
   remove(user: string, handle: string): Promise<string | undefined>;
   /**
    * Sign out everywhere: bumps the user's epoch, kept at least `keepEpochMs` from now, and empties the

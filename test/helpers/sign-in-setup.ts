@@ -1,11 +1,13 @@
 /**
- * What the sign-in tests share: each case runs with the memory store and with Redis (when REDIS_URL
- * answers), on apps serving the sign-in routes (sign-in-routes.ts) with a GatedStore in front of the store,
- * and, for the cases about several instances, two apps sharing one store (one MemoryStore object, or one
- * Redis key prefix). Devices are cookie-keeping clients with a User-Agent of their own.
+ * What the sign-in tests share: each case runs with the memory store, with Redis (when REDIS_URL answers)
+ * and with SQLite (where node:sqlite exists), on apps serving the sign-in routes (sign-in-routes.ts) with a
+ * GatedStore in front of the store, and, for the cases about several instances, two apps sharing one store
+ * (one MemoryStore or SqliteStore object, or one Redis key prefix). Devices are cookie-keeping clients with
+ * a User-Agent of their own.
  */
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { MemoryStore } from '../../app/stores/memory.ts';
+import type { SqliteStore } from '../../app/stores/sqlite.ts';
 import { appForTest, type RunningApp } from './app.ts';
 import { type Answer, Browser } from './browser.ts';
 import { GatedStore } from './gated-store.ts';
@@ -19,6 +21,7 @@ import {
   uniquePrefix,
 } from './redis.ts';
 import { addSignInRoutes } from './sign-in-routes.ts';
+import { hasNodeSqlite, openTestSqliteStore } from './sqlite.ts';
 
 const test = anyTest as TestFn;
 
@@ -28,7 +31,7 @@ export interface Instance {
 }
 
 export interface Setup extends Instance {
-  readonly storeName: 'memory' | 'redis';
+  readonly storeName: 'memory' | 'redis' | 'sqlite';
   /** The settings the apps run with (REDIS_KEY_PREFIX among them, for Redis). */
   readonly env: Record<string, string>;
   /** A second app on the same store, when the case asked for two instances. */
@@ -44,6 +47,8 @@ export interface ScenarioOptions {
 const STORES = [
   { name: 'memory' as const, test },
   { name: 'redis' as const, test: redisTest(test) },
+  // Where node:sqlite exists (not on Node 20, where the SQLite store refuses to start: test/sqlite-store.test.ts).
+  ...(hasNodeSqlite ? [{ name: 'sqlite' as const, test }] : []),
 ];
 
 /** Registers the case once per store. */
@@ -56,8 +61,24 @@ export function storeScenario(
     store.test(`${store.name} store: ${title}`, async (t) => {
       const env: Record<string, string> = { LOG_LEVEL: 'warn', ...options.env };
       let storedKeys: () => Promise<string[]>;
-      let shared: MemoryStore | undefined;
-      if (store.name === 'redis') {
+      let shared: MemoryStore | SqliteStore | undefined;
+      if (store.name === 'sqlite') {
+        const opened = await openTestSqliteStore({ maxEntries: Number(env.SESSION_MAX_ENTRIES ?? 100_000) });
+        t.teardown(() => opened.cleanUp());
+        shared = opened.store;
+        storedKeys = async () => {
+          const { DatabaseSync } = await import('node:sqlite');
+          const db = new DatabaseSync(opened.file, { readOnly: true });
+          try {
+            return db
+              .prepare('SELECT id FROM sessions ORDER BY id')
+              .all()
+              .map((row) => String(row.id));
+          } finally {
+            db.close();
+          }
+        };
+      } else if (store.name === 'redis') {
         const prefix = uniquePrefix();
         Object.assign(env, {
           SESSION_STORE: 'redis',
@@ -75,10 +96,11 @@ export function storeScenario(
           }
         };
       } else {
-        shared = new MemoryStore({ maxEntries: Number(env.SESSION_MAX_ENTRIES ?? 100_000) });
-        t.teardown(() => shared?.close());
+        const memory = new MemoryStore({ maxEntries: Number(env.SESSION_MAX_ENTRIES ?? 100_000) });
+        shared = memory;
+        t.teardown(() => memory.close());
         storedKeys = async () => {
-          const { probation, protected: kept } = shared!.segments();
+          const { probation, protected: kept } = memory.segments();
           return [...probation, ...kept].sort();
         };
       }
