@@ -357,7 +357,8 @@ export class SqliteStore implements SessionStore {
     // without bound (docs/stores.md).
     const rows = this.#run(() => this.#get.all(now + ttlMs, id, now));
     // node:sqlite answers undefined, not rows, for a text too long for a JavaScript string (about 512 MiB):
-    // a live row this app cannot have written, discarded like any other.
+    // a live row this app cannot have written, discarded like any other. (Seen with a 600-million-character
+    // row; not in the suite, which would write over a gigabyte to show it.)
     if (rows === undefined) return '';
     const [row] = rows;
     if (row === undefined) return undefined;
