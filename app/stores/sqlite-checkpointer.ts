@@ -69,6 +69,8 @@ export interface Checkpointer {
   stop(): Promise<void>;
   /** How many checkpoints the worker has run (for tests and diagnostics). */
   passes(): number;
+  /** Whether the worker is still there: once it has exited, pass() resolves at once and paces nothing. */
+  running(): boolean;
 }
 
 export function startCheckpointer(path: string): Checkpointer {
@@ -110,6 +112,7 @@ export function startCheckpointer(path: string): Checkpointer {
       });
     },
     passes: () => Atomics.load(passes, 0),
+    running: () => !stopped,
     async stop() {
       worker.ref(); // held until it has exited, so that the promise settles
       worker.postMessage('stop');

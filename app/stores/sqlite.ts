@@ -524,9 +524,10 @@ export class SqliteStore implements SessionStore {
       this.#endSweep();
       return;
     }
-    if (this.#checkpointer) {
+    if (this.#checkpointer?.running()) {
       // The next step once the worker has checkpointed this one: the sweep goes at the pace of the
       // checkpoints, so the log stays short and SQLite's own checkpoint (on this thread) never has to run.
+      // A worker that has exited answers at once: then the pause below, or the sweep would never yield.
       void this.#checkpointer.pass(sweep.keepAlive).then(() => {
         if (this.#sweep === sweep) this.#sweepBatch();
       });
