@@ -15,7 +15,7 @@ import { failoverUnderLoad } from './helpers/failover-load.ts';
 import { freePort, runToExit } from './helpers/process.ts';
 import { uniquePrefix } from './helpers/redis.ts';
 import { ask, boundedClient, OwnRedisSentinel, sharedSentinel, topologyTest } from './helpers/redis-topologies.ts';
-import { BOUND_MS, COMMAND_TIMEOUT_MS, outageSuite, sentinelOutages } from './helpers/store-outages.ts';
+import { BOUND_MS, COMMAND_TIMEOUT_MS, outageSuite, refusedStart, sentinelOutages } from './helpers/store-outages.ts';
 
 const test = topologyTest((anyTest as TestFn).serial as unknown as TestFn);
 const setup = sharedSentinel(anyTest as TestFn);
@@ -172,23 +172,11 @@ test('start-up stops when the Sentinels answer but their master does not, in one
   const master = await own.master();
   master.pause();
   t.teardown(() => master.resume());
-  const started = performance.now();
-  const error = await t.throwsAsync(
-    RedisStore.connect({
-      url: 'redis://127.0.0.1',
-      topology: {
-        kind: 'sentinel',
-        nodes: own.sentinels.map((node) => ({ host: '127.0.0.1', port: node.port })),
-        masterName: NAME,
-      },
-      keyPrefix: uniquePrefix(),
-      connectTimeoutMs: 2_000,
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      logger: silentLogger(),
-    }),
-    { instanceOf: StartupError },
-  );
-  const elapsed = performance.now() - started;
+  const { error, elapsedMs: elapsed } = await refusedStart(t, {
+    kind: 'sentinel',
+    nodes: own.sentinels.map((node) => ({ host: '127.0.0.1', port: node.port })),
+    masterName: NAME,
+  });
   t.log(error?.message, `${Math.round(elapsed)} ms`);
   t.is(error?.variable, 'REDIS_SENTINEL_NODES');
   t.notRegex(error?.message ?? '', /\n/);

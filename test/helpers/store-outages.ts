@@ -11,6 +11,7 @@ import type { ExecutionContext, TestFn } from 'ava';
 import { createLogger, silentLogger } from '../../app/logger.ts';
 import { RedisStore, type RedisStoreOptions } from '../../app/stores/redis.ts';
 import { StoreUnavailableError } from '../../app/stores/store.ts';
+import { StartupError } from '../../config/index.ts';
 import { type OwnRedisServer, ownRedisServer, uniquePrefix } from './redis.ts';
 import { boundedClient, type OwnRedisCluster, OwnRedisSentinel } from './redis-topologies.ts';
 import { OwnDelay } from './timing.ts';
@@ -386,4 +387,27 @@ export function outageSuite(deployment: OutageDeployment): void {
       ['redis unreachable; session requests answer 503 until it is back', 'redis reachable again'],
     );
   });
+}
+
+/**
+ * A store that must refuse to start on `topology` (2 s to connect, the outage tests' command timeout): the
+ * StartupError it throws, and how long the refusal took.
+ */
+export async function refusedStart(
+  t: ExecutionContext,
+  topology: RedisStoreOptions['topology'],
+): Promise<{ error: StartupError | undefined; elapsedMs: number }> {
+  const started = performance.now();
+  const error = await t.throwsAsync(
+    RedisStore.connect({
+      url: 'redis://127.0.0.1',
+      topology,
+      keyPrefix: uniquePrefix(),
+      connectTimeoutMs: 2_000,
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      logger: silentLogger(),
+    }),
+    { instanceOf: StartupError },
+  );
+  return { error, elapsedMs: performance.now() - started };
 }
