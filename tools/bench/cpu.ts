@@ -14,16 +14,18 @@ import { createClient } from 'redis';
 const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /**
- * User + system CPU time of a process and all its threads (GC helpers included), in microseconds.
- * Linux only (/proc/PID/stat, fields 14 and 15); resolution one tick (10 ms), so a load of a few
- * seconds reads to about 1%.
+ * User and system (kernel) CPU time of a process and all its threads (GC helpers included), in
+ * microseconds. Linux only (/proc/PID/stat, fields 14 and 15); resolution one tick (10 ms), so a load
+ * of a few seconds reads to about 1%.
  */
-export function processCpuMicros(pid: number): number {
+export function processCpuSplitMicros(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks / TICKS_PER_SECOND) * 1e6;
+  return {
+    user: (Number(fields[11]) / TICKS_PER_SECOND) * 1e6,
+    system: (Number(fields[12]) / TICKS_PER_SECOND) * 1e6,
+  };
 }
 
 export interface RedisCpu {

@@ -25,7 +25,7 @@ const USAGE = `npm run profile -- [options]
   --connections 50        concurrent connections
   --store memory          the template's store (redis uses REDIS_URL, default redis://127.0.0.1:6379)
   --log-level warn        the template's LOG_LEVEL (info: one log line per request)
-  --top 25                how many of the template's costliest functions to list
+  --top 25                how many functions to list: the template's costliest, and those that differ most from the floor
   --out reports/profile   where the .cpuprofile files go
   --help                  this text`;
 
@@ -199,5 +199,19 @@ for (const name of names) {
 lines.push('', `The template's ${options.top} costliest functions (self time, µs per request):`, '');
 for (const [name, micros] of [...template.functions].sort((a, b) => b[1] - a[1]).slice(0, Number(options.top))) {
   lines.push(`  ${µs(micros).padStart(6)}  ${name}`);
+}
+// Function by function, what the template spends more (or less) than the floor: the same Node and Koa
+// code shows up in both, so a difference there is work the template's answer adds (or a native call,
+// such as the socket write, that costs more for it).
+lines.push('', `The ${options.top} functions whose self time differs most (template − floor, µs per request):`, '');
+const functionNames = [...new Set([...floor.functions.keys(), ...template.functions.keys()])];
+const differenceOf = (name: string) => (template.functions.get(name) ?? 0) - (floor.functions.get(name) ?? 0);
+for (const name of functionNames
+  .sort((a, b) => Math.abs(differenceOf(b)) - Math.abs(differenceOf(a)))
+  .slice(0, Number(options.top))) {
+  const difference = differenceOf(name);
+  lines.push(
+    `  ${`${difference >= 0 ? '+' : ''}${µs(difference)}`.padStart(7)}  (${µs(floor.functions.get(name))} → ${µs(template.functions.get(name))})  ${name}`,
+  );
 }
 process.stdout.write(`${lines.join('\n')}\n\nProfiles: ${resolve(options.out)}\n`);

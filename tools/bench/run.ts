@@ -37,7 +37,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { type ServerProcess, startServerProcess } from '../../test/helpers/process.ts';
 import { checkStores, checkVariants } from './check.ts';
-import { pinToCpus, processCpuMicros, type RedisCpu, redisCpuReader } from './cpu.ts';
+import { pinToCpus, processCpuSplitMicros, type RedisCpu, redisCpuReader } from './cpu.ts';
 import { type Fill, fillMemoryRow, fillRedisRow, OwnRedis } from './growth.ts';
 import {
   HAS_NODE_SQLITE,
@@ -81,6 +81,7 @@ const USAGE = `npm run bench -- [options]
   --costs                 also measure the template (memory store) with each guarantee taken out, and what each costs
                           (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design);
                           checks the variants first, as --check does
+  --variants TEXT,TEXT    with --costs, only the variants whose name contains one of these texts (e.g. all,Cache)
   --check                 only check that the variants of --costs still fit app/ (exact edits) and take effect,
                           that the cluster and sqlite rows start and keep their sessions in their store, and that
                           the --sessions rows fill their stores and still serve their live session;
@@ -113,6 +114,7 @@ function readOptions() {
         json: { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
         costs: { type: 'boolean', default: false },
+        variants: { type: 'string' },
         check: { type: 'boolean', default: false },
         only: { type: 'string' },
         sessions: { type: 'string' },
@@ -180,6 +182,20 @@ if (sessionSizes.length > 0) {
 function isGrowing(store: StoreName): boolean {
   return store === 'memory' || store === 'redis';
 }
+/** The variants --costs measures: every one, or those --variants names (a part of the name each). */
+const variantNames = options.variants
+  ?.split(',')
+  .map((text) => text.trim())
+  .filter((text) => text !== '');
+const chosenVariants = VARIANTS.filter(
+  (variant) => variantNames === undefined || variantNames.some((text) => variant.name.includes(text)),
+);
+if (variantNames !== undefined && (!options.costs || chosenVariants.length === 0)) {
+  process.stderr.write(
+    `--variants picks among --costs's variants (${VARIANTS.map((variant) => variant.name).join('; ')}): none matched, or no --costs\n`,
+  );
+  process.exit(2);
+}
 if (options.costs && !stores.includes('memory')) {
   process.stderr.write('--costs compares with the memory store: include it in --stores\n');
   process.exit(2);
@@ -220,6 +236,11 @@ interface Sample {
   readonly cpuMicrosPerRequest: number;
   /** Of that, Redis's share (the Cluster's nodes' together for the cluster store; 0 for the other servers). */
   readonly redisMicrosPerRequest: number;
+  /**
+   * Of the server process's own, the kernel's share (system time): its socket reads and writes, and on
+   * loopback the load generator's side of them too (waking it, delivering to its socket).
+   */
+  readonly systemMicrosPerRequest: number;
 }
 
 interface Target {
@@ -328,7 +349,7 @@ async function startTargets(scenario: Scenario, setups: ReadonlyMap<StoreName, S
   }
   if (!options['no-logging'] && stores.includes('memory')) await add(TEMPLATE_INFO, startLogging());
   if (options.costs) {
-    for (const [index, variant] of VARIANTS.entries()) {
+    for (const [index, variant] of chosenVariants.entries()) {
       await add(
         withoutRow(variant.name),
         startServerProcess({ ...sessionEnv, LOG_LEVEL: 'warn' }, { script: builtVariants[index].serverScript }),
@@ -427,9 +448,11 @@ function requestFor(target: Target, scenario: Scenario): { url: string; headers:
 async function measure(target: Target, scenario: Scenario, round: number): Promise<Sample> {
   const { url, headers } = requestFor(target, scenario);
   const pid = target.server.child.pid!;
-  const cpuBefore = processCpuMicros(pid);
+  const before = processCpuSplitMicros(pid);
   const result = await autocannon({ url, connections, duration, headers });
-  const cpu = processCpuMicros(pid) - cpuBefore;
+  const after = processCpuSplitMicros(pid);
+  const system = after.system - before.system;
+  const cpu = after.user - before.user + system;
   const requests = result.requests.total;
   return {
     round,
@@ -439,6 +462,7 @@ async function measure(target: Target, scenario: Scenario, round: number): Promi
     errors: result.errors + result.timeouts + result.non2xx,
     cpuMicrosPerRequest: cpu / Math.max(1, requests),
     redisMicrosPerRequest: 0,
+    systemMicrosPerRequest: system / Math.max(1, requests),
   };
 }
 
@@ -459,7 +483,7 @@ async function main(): Promise<void> {
   let pinned = false;
   try {
     const targetsOf = new Map<string, Target[]>();
-    if (options.costs) for (const variant of VARIANTS) builtVariants.push(buildVariant(variant)); // a stale edit fails here, before any server starts
+    if (options.costs) for (const variant of chosenVariants) builtVariants.push(buildVariant(variant)); // a stale edit fails here, before any server starts
     for (const store of stores)
       setups.set(store, await setUpStore(store, { redisUrl: REDIS_URL, keyPrefix: `bench:${process.pid}:` }));
     for (const scenario of scenarios) targetsOf.set(scenario.name, await startTargets(scenario, setups));
@@ -538,6 +562,7 @@ async function main(): Promise<void> {
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
   const storeLines: string[] = [];
+  const kernelLines: string[] = [];
   const growthLines: string[] = [];
   const signedInLines: string[] = [];
   const loggingLines: string[] = [];
@@ -599,6 +624,19 @@ async function main(): Promise<void> {
         ratio(list, 'bare').toFixed(2),
         ratio(list, 'floor').toFixed(2),
         spread,
+      );
+    }
+    const memoryRow = trios.get(scenario.name)!.get(TEMPLATE_MEMORY);
+    if (memoryRow !== undefined) {
+      // The kernel's share apart: on loopback a server's socket write also pays for delivering the answer
+      // to the load generator and waking it, which depends on timing as much as on the server's own work.
+      const micros = (list: readonly Sample[], pick: (sample: Sample) => number) => median(list.map(pick)).toFixed(1);
+      const userOf = (sample: Sample) => sample.cpuMicrosPerRequest - sample.systemMicrosPerRequest;
+      const own = memoryRow.map((trio) => trio.own);
+      const floor = memoryRow.map((trio) => trio.floor);
+      const userRatio = median(memoryRow.map((trio) => userOf(trio.floor) / userOf(trio.own))).toFixed(2);
+      kernelLines.push(
+        `${scenario.name}: CPU µs/req in user space / in the kernel: ${TEMPLATE_MEMORY} ${micros(own, userOf)} / ${micros(own, (m) => m.systemMicrosPerRequest)}, the floor ${micros(floor, userOf)} / ${micros(floor, (m) => m.systemMicrosPerRequest)}; vs floor counting user-space time alone ${userRatio}`,
       );
     }
     for (const store of stores.includes('memory') ? stores : []) {
@@ -679,7 +717,7 @@ async function main(): Promise<void> {
       // throughput), and in µs at one figure for the floor (its median over the scenario's rounds).
       const templateRatio = ratio(trios.get(scenario.name)!.get(TEMPLATE_MEMORY)!, 'floor');
       const floorMicros = median(all.map((trio) => trio.floor.cpuMicrosPerRequest));
-      for (const variant of VARIANTS) {
+      for (const variant of chosenVariants) {
         const list = trios.get(scenario.name)!.get(withoutRow(variant.name))!;
         const variantRatio = ratio(list, 'floor');
         costLines.push(
@@ -688,6 +726,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  if (kernelLines.length > 0) lines.push('', ...kernelLines);
   if (storeLines.length > 0) lines.push('', ...storeLines);
   if (growthLines.length > 0) {
     lines.push(
