@@ -93,8 +93,8 @@ Each row other than the yardsticks is measured in turn, at the same moment as bo
 1 s of load of its own. A run takes rows x 3 scenarios x (rounds + 1 warm-up) x (duration + 1 s): with
 the defaults about 8 minutes (memory store, reference and logging rows, and in the signed-in scenario the
 row not signed in), 12 with --stores memory,redis, 19 with --stores memory,redis,cluster,sqlite (each store
-adds 4 rows: one per scenario and its row not signed in; about 3.5 minutes); --costs adds 10 rows (about 15
-minutes with --rounds 8 --no-reference --no-logging). --only shortens it to one scenario; --logging takes 2 minutes.
+adds 4 rows: one per scenario and its row not signed in; about 3.5 minutes); --costs adds 12 rows (about 6
+minutes a scenario with --only and --rounds 8 --no-reference --no-logging; --variants measures fewer). --only shortens it to one scenario; --logging takes 2 minutes.
 --sessions adds a row per size other than 0 and store (memory, redis), in the get scenario only, plus the fills
 (a few seconds per million sessions):
 

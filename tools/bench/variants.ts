@@ -172,6 +172,9 @@ const withHmacFromCopiedStates: Edit[] = [
   },
 ];
 const withoutErrorBoundary: Edit[] = [{ file: 'app/app.ts', find: '  app.use(errorHandler(logger));\n', replace: '' }];
+const withoutPipeliningBound: Edit[] = [
+  { file: 'app/http-server.ts', find: '    boundPipelining(app.callback()),', replace: '    app.callback(),' },
+];
 
 export const VARIANTS: readonly Variant[] = [
   { name: 'the cookie signature (HMAC-SHA256 of a new cookie)', edits: withoutSignature },
@@ -183,6 +186,7 @@ export const VARIANTS: readonly Variant[] = [
   { name: 'the cross-site check', edits: withoutCrossSiteCheck },
   { name: 'graceful shutdown (connection tracking, Connection: close)', edits: withoutGracefulShutdown },
   { name: 'the error boundary', edits: withoutErrorBoundary },
+  { name: 'the pipelining bound (16 requests in flight per connection)', edits: withoutPipeliningBound },
   // Left out of "all of the above": an other way to make the same HMAC, not a guarantee.
   { name: 'createHmac (HMACs from hash states copied per call, hash.copy())', edits: withHmacFromCopiedStates },
   {
@@ -197,6 +201,7 @@ export const VARIANTS: readonly Variant[] = [
       ...withoutCrossSiteCheck,
       ...withoutGracefulShutdown,
       ...withoutErrorBoundary,
+      ...withoutPipeliningBound,
     ],
   },
 ];
