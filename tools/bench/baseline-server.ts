@@ -7,6 +7,8 @@
  *                yardstick for what koa-session itself costs, never a setup to use;
  *   koa-session  koa-session's defaults (Keygrip-signed `name` + `name.sig` cookies) with a plain Map
  *                store: what the usual setup costs, for reference.
+ * BENCH_BUSY_MICROS (the benchmark's --calibrate): that many µs of busy work in each route, so that the
+ * benchmark can show what a known amount of added work costs a server in its rounds.
  */
 import { once } from 'node:events';
 import { createServer } from 'node:http';
@@ -46,12 +48,22 @@ if (kind === 'koa-session') {
   throw new Error('usage: baseline-server.ts bare|floor|koa-session');
 }
 
+const busyMicros = Number(process.env.BENCH_BUSY_MICROS ?? 0);
+/** Spins for busyMicros of wall-clock time: at most that much CPU (less if the process is preempted meanwhile). */
+function busyWork(): void {
+  if (busyMicros <= 0) return;
+  const until = performance.now() + busyMicros / 1000;
+  while (performance.now() < until);
+}
+
 const router = new Router();
 router.all('/set', session, (ctx) => {
+  busyWork();
   if (kind !== 'bare') ctx.session.time = Math.floor(Date.now() / 1000);
   ctx.body = 'ok';
 });
 router.all('/get', session, (ctx) => {
+  busyWork();
   ctx.body = kind === 'bare' ? {} : ctx.session.toJSON();
 });
 router.all('/del', session, (ctx) => {

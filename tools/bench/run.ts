@@ -82,6 +82,8 @@ const USAGE = `npm run bench -- [options]
                           (see variants.ts; each such row is a copy of app/ with a few edits, unsafe by design);
                           checks the variants first, as --check does
   --variants TEXT,TEXT    with --costs, only the variants whose name contains one of these texts (e.g. all,Cache)
+  --calibrate 15          also measure the floor with that many µs of busy work per request: what a known amount of
+                          added work costs a server in these rounds (a row, and a line below the table)
   --check                 only check that the variants of --costs still fit app/ (exact edits) and take effect,
                           that the cluster and sqlite rows start and keep their sessions in their store, and that
                           the --sessions rows fill their stores and still serve their live session;
@@ -115,6 +117,7 @@ function readOptions() {
         'no-pin': { type: 'boolean', default: false },
         costs: { type: 'boolean', default: false },
         variants: { type: 'string' },
+        calibrate: { type: 'string' },
         check: { type: 'boolean', default: false },
         only: { type: 'string' },
         sessions: { type: 'string' },
@@ -196,6 +199,13 @@ if (variantNames !== undefined && (!options.costs || chosenVariants.length === 0
   );
   process.exit(2);
 }
+/** --calibrate: µs of busy work per request in the calibration row (0: no such row). */
+const calibrateMicros = options.calibrate === undefined ? 0 : Number(options.calibrate);
+if (!(Number.isFinite(calibrateMicros) && calibrateMicros >= 0) || (options.logging && calibrateMicros > 0)) {
+  process.stderr.write('--calibrate takes a number of µs (not with --logging)\n');
+  process.exit(2);
+}
+const CALIBRATION = `koa-session floor + ${calibrateMicros} µs of busy work per request (calibration)`;
 if (options.costs && !stores.includes('memory')) {
   process.stderr.write('--costs compares with the memory store: include it in --stores\n');
   process.exit(2);
@@ -278,8 +288,11 @@ async function liveSessionCookie(baseUrl: string, signedIn = false): Promise<str
 }
 
 /** A baseline server, started like the template's (it reports its address the same way). */
-function startBaseline(kind: 'bare' | 'floor' | 'koa-session'): Promise<ServerProcess & { url: string }> {
-  return startServerProcess({}, { script: BASELINE_SERVER, args: [kind] });
+function startBaseline(
+  kind: 'bare' | 'floor' | 'koa-session',
+  env: Record<string, string> = {},
+): Promise<ServerProcess & { url: string }> {
+  return startServerProcess(env, { script: BASELINE_SERVER, args: [kind] });
 }
 
 /** Every server process started, for the clean-up. */
@@ -355,6 +368,9 @@ async function startTargets(scenario: Scenario, setups: ReadonlyMap<StoreName, S
         startServerProcess({ ...sessionEnv, LOG_LEVEL: 'warn' }, { script: builtVariants[index].serverScript }),
       );
     }
+  }
+  if (calibrateMicros > 0) {
+    await add(CALIBRATION, startBaseline('floor', { BENCH_BUSY_MICROS: String(calibrateMicros) }), undefined, false);
   }
   return targets;
 }
@@ -562,7 +578,7 @@ async function main(): Promise<void> {
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
   ];
   const storeLines: string[] = [];
-  const kernelLines: string[] = [];
+  const cpuShareLines: string[] = [];
   const growthLines: string[] = [];
   const signedInLines: string[] = [];
   const loggingLines: string[] = [];
@@ -626,6 +642,14 @@ async function main(): Promise<void> {
         spread,
       );
     }
+    const calibration = trios.get(scenario.name)!.get(CALIBRATION);
+    if (calibration !== undefined) {
+      // The floor with known work added, against the floor itself in the same rounds.
+      const added = median(calibration.map((trio) => trio.own.cpuMicrosPerRequest - trio.floor.cpuMicrosPerRequest));
+      cpuShareLines.push(
+        `${scenario.name}: ${calibrateMicros} µs of busy work per request cost the floor ${added.toFixed(1)} µs of CPU per request more, in the same rounds (median of per-round differences): added work shows here as ${(added / calibrateMicros).toFixed(1)} × itself`,
+      );
+    }
     const memoryRow = trios.get(scenario.name)!.get(TEMPLATE_MEMORY);
     if (memoryRow !== undefined) {
       // The kernel's share apart: on loopback a server's socket write also pays for delivering the answer
@@ -635,7 +659,7 @@ async function main(): Promise<void> {
       const own = memoryRow.map((trio) => trio.own);
       const floor = memoryRow.map((trio) => trio.floor);
       const userRatio = median(memoryRow.map((trio) => userOf(trio.floor) / userOf(trio.own))).toFixed(2);
-      kernelLines.push(
+      cpuShareLines.push(
         `${scenario.name}: CPU µs/req in user space / in the kernel: ${TEMPLATE_MEMORY} ${micros(own, userOf)} / ${micros(own, (m) => m.systemMicrosPerRequest)}, the floor ${micros(floor, userOf)} / ${micros(floor, (m) => m.systemMicrosPerRequest)}; vs floor counting user-space time alone ${userRatio}`,
       );
     }
@@ -726,7 +750,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  if (kernelLines.length > 0) lines.push('', ...kernelLines);
+  if (cpuShareLines.length > 0) lines.push('', ...cpuShareLines);
   if (storeLines.length > 0) lines.push('', ...storeLines);
   if (growthLines.length > 0) {
     lines.push(
