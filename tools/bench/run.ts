@@ -653,7 +653,7 @@ async function main(): Promise<void> {
     const memoryRow = trios.get(scenario.name)!.get(TEMPLATE_MEMORY);
     if (memoryRow !== undefined) {
       // The kernel's share apart: on loopback a server's socket write also pays for delivering the answer
-      // to the load generator and waking it, which depends on timing as much as on the server's own work.
+      // to the load generator and waking it, work the server would not do for a client on the network.
       const micros = (list: readonly Sample[], pick: (sample: Sample) => number) => median(list.map(pick)).toFixed(1);
       const userOf = (sample: Sample) => sample.cpuMicrosPerRequest - sample.systemMicrosPerRequest;
       const own = memoryRow.map((trio) => trio.own);
